@@ -1,0 +1,18 @@
+//! # ringmq
+//!
+//! A persistent, partitioned message broker for Linux NVMe servers, built thread-per-core on
+//! io_uring (glommio). Producers append record batches to the partitions of a topic; consumers
+//! fetch them back by offset; the data stays on disk for a retention period.
+//!
+//! ## Layout
+//!
+//! - [`model`]: offsets, epochs and ids as newtypes; plain data used by every layer.
+//! - [`storage`]: the per-partition log. The record batch format and its validator are plain
+//!   Rust; segments, the write path and recovery use glommio's `DmaFile` (O_DIRECT on
+//!   io_uring) and run on the shard that owns the partition.
+//!
+//! Not built yet (see the open issues): the wire protocol, the thread-per-core server, the
+//! client, the CLI and the load generator.
+
+pub mod model;
+pub mod storage;
