@@ -1,0 +1,281 @@
+//! The write path: append, flush (write and fdatasync), roll, close.
+
+use bytes::BytesMut;
+
+use super::{acquire, PartitionLog};
+use crate::model::{LeaderEpoch, Offset, TimestampMs};
+use crate::storage::batch::{stamp, BatchHeader};
+use crate::storage::config::Durability;
+use crate::storage::error::{StorageError, StorageResult};
+use crate::storage::meta_file::{self, CleanShutdown, CLEAN_SHUTDOWN_FILE_NAME};
+use crate::storage::scan::ScannedBatch;
+use crate::storage::segment::Segment;
+use crate::storage::write_buffer::WriteBuffer;
+
+/// Where an appended batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    /// Offset after the batch's last record.
+    pub next_offset: Offset,
+    pub log_start_offset: Offset,
+}
+
+impl PartitionLog {
+    /// Appends one record batch, stamping its base offset and `leader_epoch`.
+    ///
+    /// The batch must already be validated by the caller (the broker checks CRC and archive on
+    /// produce); the log re-checks its header and length. Its bytes go to disk exactly as given.
+    ///
+    /// **Durability contract.** When the returned future resolves with `Ok`:
+    /// - `Durability::Always`: the batch, and every batch before it, survived an `fdatasync`
+    ///   of the segment file. Concurrent appends share one `fdatasync` (group commit).
+    /// - `Durability::IntervalMs` and `Durability::Never`: the batch is in memory and readable;
+    ///   it reaches the disk later (see [`Durability`]) and a crash before then loses it.
+    ///
+    /// On `Err` the batch may or may not be in the log. After a failed write or fdatasync the
+    /// log is poisoned and every later append fails until the log is reopened.
+    pub async fn append(&self, batch: BytesMut, leader_epoch: LeaderEpoch) -> StorageResult<AppendInfo> {
+        let next_offset = self.append_without_sync(batch, leader_epoch).await?;
+        if self.config.durability == Durability::Always {
+            self.sync_to(next_offset.next_offset).await?;
+        }
+        Ok(next_offset)
+    }
+
+    async fn append_without_sync(&self, mut batch: BytesMut, leader_epoch: LeaderEpoch) -> StorageResult<AppendInfo> {
+        let header = BatchHeader::parse(&batch)?;
+        let batch_bytes = batch.len();
+        if header.batch_length as usize != batch_bytes {
+            return Err(StorageError::InvalidBatch(crate::storage::batch::BatchError::TooShort {
+                needed: header.batch_length as usize,
+                got: batch_bytes,
+            }));
+        }
+        if batch_bytes as u64 > self.config.segment_bytes {
+            return Err(StorageError::BatchLargerThanSegment {
+                batch_bytes,
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let _order = acquire(&self.append_lock).await?;
+        self.check_writable()?;
+        if self.should_roll(batch_bytes as u64) {
+            self.roll().await?;
+        }
+        let (base_offset, position) = {
+            let state = self.state.borrow();
+            (state.next, state.active().size_bytes)
+        };
+        stamp(&mut batch, base_offset, leader_epoch)?;
+        let bytes = batch.freeze();
+        self.ensure_allocated(position + batch_bytes as u64).await?;
+        self.copy_into_write_buffer(&bytes).await?;
+
+        let next_offset = base_offset.plus(u64::from(header.record_count));
+        let scanned = ScannedBatch {
+            base_offset,
+            next_offset,
+            position,
+            length: header.batch_length,
+            max_timestamp: header.max_timestamp,
+        };
+        let mut state = self.state.borrow_mut();
+        let index_interval_bytes = self.config.index_interval_bytes;
+        state.active_mut().record_batch(&scanned, index_interval_bytes);
+        state.active_first_append_ms.get_or_insert(TimestampMs::now().0);
+        state.next = next_offset;
+        state.cache.push(base_offset, next_offset, bytes);
+        let written = state.written;
+        state.cache.evict(written);
+        state.check_offsets();
+        Ok(AppendInfo { base_offset, next_offset, log_start_offset: state.log_start })
+    }
+
+    /// Copies `bytes` into the write buffer, writing the buffer out whenever it fills.
+    async fn copy_into_write_buffer(&self, mut bytes: &[u8]) -> StorageResult<()> {
+        while !bytes.is_empty() {
+            let copied = self.state.borrow_mut().write_buffer.push(bytes);
+            bytes = &bytes[copied..];
+            if !bytes.is_empty() {
+                self.write_out(None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_allocated(&self, needed_bytes: u64) -> StorageResult<()> {
+        let (allocated, step) = {
+            let state = self.state.borrow();
+            (state.active().allocated_bytes, self.config.preallocate_bytes)
+        };
+        if needed_bytes <= allocated {
+            return Ok(());
+        }
+        // Take the segment's file out for the await; the append lock keeps the active segment.
+        let file = self.state.borrow().active().file.clone();
+        let target = needed_bytes.div_ceil(step.max(4096)) * step.max(4096);
+        let result = file.pre_allocate(target, false).await;
+        let mut state = self.state.borrow_mut();
+        let active = state.active_mut();
+        match result {
+            Ok(()) => {
+                active.allocated_bytes = target;
+                Ok(())
+            }
+            Err(e) => Err(StorageError::io("pre-allocating segment", &active.log_path, e)),
+        }
+    }
+
+    /// Resolves once everything below `offset` has survived an fdatasync.
+    pub async fn sync_to(&self, offset: Offset) -> StorageResult<()> {
+        if self.state.borrow().durable >= offset {
+            return Ok(());
+        }
+        self.write_out(Some(offset)).await?;
+        // The flush covered every append made before it started, ours included.
+        debug_assert!(self.state.borrow().durable >= offset || self.is_poisoned());
+        Ok(())
+    }
+
+    /// Writes everything appended so far to the segment file and, with `sync`, fdatasyncs it.
+    pub async fn flush(&self, sync: bool) -> StorageResult<()> {
+        let sync_until = sync.then(|| self.state.borrow().next);
+        self.write_out(sync_until).await
+    }
+
+    /// Writes the write buffer out if it holds unwritten bytes; with `sync_until`, also
+    /// fdatasyncs unless everything below that offset is durable already. One call does I/O at
+    /// a time; callers queued behind a sync that covered them return without any.
+    async fn write_out(&self, sync_until: Option<Offset>) -> StorageResult<()> {
+        let _flushing = acquire(&self.flush_lock).await?;
+        self.check_writable()?;
+        let (pending, target, file, path, sync) = {
+            let mut state = self.state.borrow_mut();
+            let sync = sync_until.is_some_and(|offset| state.durable < offset);
+            if sync_until.is_some() && !sync {
+                return Ok(());
+            }
+            let target = state.next;
+            let active = state.active();
+            let (file, path) = (active.file.clone(), active.log_path.clone());
+            let pending = if state.write_buffer.is_dirty() {
+                let fresh = file.alloc_dma_buffer(self.config.write_buffer_bytes);
+                Some(state.write_buffer.take(fresh))
+            } else {
+                None
+            };
+            (pending, target, file, path, sync)
+        };
+        let mut end_position = None;
+        if let Some(pending) = pending {
+            end_position = Some(pending.end_position);
+            if let Err(e) = file.write_at(pending.buffer, pending.file_position).await {
+                return Err(self.poison(StorageError::io("writing segment", &path, e)));
+            }
+        }
+        if sync {
+            if let Err(e) = file.fdatasync().await {
+                return Err(self.poison(StorageError::io("syncing segment", &path, e)));
+            }
+        }
+        let mut state = self.state.borrow_mut();
+        if let Some(end_position) = end_position {
+            let active = state.active_mut();
+            active.written_bytes = active.written_bytes.max(end_position);
+        }
+        state.written = state.written.max(target);
+        if sync {
+            state.durable = state.durable.max(target);
+        }
+        let written = state.written;
+        state.cache.evict(written);
+        state.check_offsets();
+        Ok(())
+    }
+
+    fn should_roll(&self, batch_bytes: u64) -> bool {
+        let state = self.state.borrow();
+        let active = state.active();
+        if active.is_empty() {
+            return false;
+        }
+        let full = active.size_bytes + batch_bytes > self.config.segment_bytes;
+        let old = match (self.config.segment_ms, state.active_first_append_ms) {
+            (Some(segment_ms), Some(first)) => {
+                TimestampMs::now().0.saturating_sub(first) >= i64::try_from(segment_ms).unwrap_or(i64::MAX)
+            }
+            _ => false,
+        };
+        full || old
+    }
+
+    /// Closes the active segment (written, synced, cut to its size, indexes persisted) and
+    /// opens a new one at the log end. Called with the append lock held.
+    async fn roll(&self) -> StorageResult<()> {
+        self.flush(true).await?;
+        let _flushing = acquire(&self.flush_lock).await?;
+        let (file, size, path) = {
+            let state = self.state.borrow();
+            let active = state.active();
+            (active.file.clone(), active.size_bytes, active.log_path.clone())
+        };
+        if let Err(e) = file.truncate(size).await {
+            return Err(self.poison(StorageError::io("truncating closed segment", &path, e)));
+        }
+        if let Err(e) = file.fdatasync().await {
+            return Err(self.poison(StorageError::io("syncing closed segment", &path, e)));
+        }
+        {
+            let mut state = self.state.borrow_mut();
+            let active = state.active_mut();
+            active.allocated_bytes = size;
+            active.persist_indexes()?;
+        }
+        let base = self.state.borrow().next;
+        let segment = Segment::create(&self.dir, base, self.config.preallocate_bytes).await?;
+        let fresh = segment.alloc_buffer(self.config.write_buffer_bytes);
+        let mut state = self.state.borrow_mut();
+        state.write_buffer = WriteBuffer::new(fresh, 0, &[]);
+        state.segments.insert(base, segment);
+        state.active_first_append_ms = None;
+        tracing::debug!(dir = %self.dir.display(), base_offset = %base, "rolled to a new segment");
+        Ok(())
+    }
+
+    /// Flushes and syncs everything, persists the active segment's indexes and writes the
+    /// clean-shutdown marker, so that the next open skips the recovery scan. Later calls to
+    /// any method fail with `StorageError::Closed`.
+    pub async fn close(&self) -> StorageResult<()> {
+        let _order = acquire(&self.append_lock).await?;
+        if self.state.borrow().closed {
+            return Ok(());
+        }
+        let poisoned = self.is_poisoned();
+        if !poisoned {
+            self.flush(true).await?;
+            let state = self.state.borrow();
+            let active = state.active();
+            active.persist_indexes()?;
+            let marker = CleanShutdown {
+                active_base_offset: active.base_offset,
+                active_size_bytes: active.size_bytes,
+                next_offset: state.next,
+            };
+            meta_file::write_atomically(&self.dir, CLEAN_SHUTDOWN_FILE_NAME, &marker.encode())?;
+        }
+        let files: Vec<_> = {
+            let mut state = self.state.borrow_mut();
+            state.closed = true;
+            state.segments.values().map(|segment| segment.file.clone()).collect()
+        };
+        self.append_lock.close();
+        self.flush_lock.close();
+        for file in files {
+            // Closing is best effort: the data is already synced.
+            let _ = file.close_rc().await;
+        }
+        Ok(())
+    }
+}
+

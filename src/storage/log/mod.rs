@@ -1,0 +1,155 @@
+//! [`PartitionLog`]: one partition's append-only log of record batches, split into segments.
+//!
+//! Owned by the shard that owns the partition: it is `!Send`, uses `Rc` and `RefCell`, and its
+//! futures run on that shard's glommio executor. Appends, reads, retention and truncation may
+//! run concurrently as tasks; no `RefCell` borrow is held across an `.await`.
+//!
+//! Offsets, with the invariant `log_start ≤ durable ≤ written ≤ next` (asserted where they move):
+//! - `log_start`: the first offset served; moved up by retention, persisted.
+//! - `durable`: everything below survived an `fdatasync`.
+//! - `written`: everything below is in the segment file (readable by O_DIRECT).
+//! - `next`: the log end offset, the offset the next append gets.
+//!
+//! Every batch in `[written, next)` is also in the tail cache, so a read never misses data.
+
+mod append;
+mod open;
+mod read;
+mod retention;
+#[cfg(test)]
+mod tests;
+
+pub use retention::RetentionReport;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use glommio::sync::Semaphore;
+
+use super::config::LogConfig;
+use super::error::{StorageError, StorageResult};
+use super::segment::Segment;
+use super::tail_cache::TailCache;
+use super::write_buffer::WriteBuffer;
+use crate::model::Offset;
+
+pub use append::AppendInfo;
+pub use open::{RecoveryReport, Truncation};
+pub use read::ReadBatches;
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    state: RefCell<LogState>,
+    /// Held while an append assigns offsets and copies its batch, while a segment rolls, and by
+    /// retention and truncation: it keeps batches in offset order in the file.
+    append_lock: Semaphore,
+    /// Held while a write + fdatasync is in flight; one at a time, so that two writes of the
+    /// same partial page never race. Appends waiting to be durable queue here: whoever gets it
+    /// next syncs everything appended so far (group commit).
+    flush_lock: Semaphore,
+}
+
+struct LogState {
+    /// Every segment by base offset; the last one is the active segment.
+    segments: BTreeMap<Offset, Segment>,
+    /// Mirrors the active segment's file from its last page boundary to its logical end.
+    write_buffer: WriteBuffer,
+    log_start: Offset,
+    durable: Offset,
+    written: Offset,
+    next: Offset,
+    cache: TailCache,
+    /// Why the log refuses appends, after a failed write or fdatasync.
+    poisoned: Option<String>,
+    closed: bool,
+    /// Wall-clock time of the active segment's first append, for `segment_ms`.
+    active_first_append_ms: Option<i64>,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+
+    fn check_offsets(&self) {
+        debug_assert!(
+            self.log_start <= self.durable.max(self.log_start)
+                && self.durable <= self.written
+                && self.written <= self.next,
+            "offset invariant broken: start {} durable {} written {} next {}",
+            self.log_start,
+            self.durable,
+            self.written,
+            self.next
+        );
+    }
+}
+
+impl PartitionLog {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// The first offset the log serves.
+    pub fn log_start_offset(&self) -> Offset {
+        self.state.borrow().log_start
+    }
+
+    /// The offset the next append gets (Kafka's log end offset).
+    pub fn log_end_offset(&self) -> Offset {
+        self.state.borrow().next
+    }
+
+    /// Everything below this offset has survived an fdatasync.
+    pub fn durable_offset(&self) -> Offset {
+        self.state.borrow().durable
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Bytes of batches in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().segments.values().map(|segment| segment.size_bytes).sum()
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.state.borrow().poisoned.is_some()
+    }
+
+    fn check_writable(&self) -> StorageResult<()> {
+        let state = self.state.borrow();
+        if state.closed {
+            return Err(StorageError::Closed);
+        }
+        if let Some(cause) = &state.poisoned {
+            return Err(StorageError::Poisoned { path: self.dir.clone(), cause: cause.clone() });
+        }
+        Ok(())
+    }
+
+    /// Marks the log poisoned by `error` and returns it.
+    fn poison(&self, error: StorageError) -> StorageError {
+        let mut state = self.state.borrow_mut();
+        if state.poisoned.is_none() {
+            tracing::error!(dir = %self.dir.display(), %error, "partition log poisoned: refusing appends until reopened");
+            state.poisoned = Some(error.to_string());
+        }
+        error
+    }
+}
+
+async fn acquire(lock: &Semaphore) -> StorageResult<glommio::sync::Permit<'_>> {
+    lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)
+}

@@ -1,0 +1,9 @@
+//! ringmq's integration tests: one binary, one module per scenario family.
+//!
+//! Every test uses temp directories, bounds its loops in count and time, and stops every
+//! process it starts.
+
+mod storage_corruption;
+mod storage_crash;
+mod storage_model;
+mod support;
