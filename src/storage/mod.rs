@@ -1,1 +1,3 @@
 //! The per-partition log.
+
+pub mod batch;
