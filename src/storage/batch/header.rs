@@ -352,3 +352,134 @@ fn put(out: &mut [u8], at: usize, value: &[u8]) {
         dst.copy_from_slice(value);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header that parses: one record, 8-byte archive, no producer.
+    fn valid_header() -> [u8; BATCH_HEADER_BYTES] {
+        let header = BatchHeader {
+            base_offset: Offset(10),
+            batch_length: 80,
+            leader_epoch: LeaderEpoch(2),
+            crc: 0xdead_beef,
+            attributes: Attributes::NONE,
+            records_length: 8,
+            record_count: 1,
+            last_offset_delta: 0,
+            producer_epoch: ProducerEpoch::NONE,
+            first_timestamp: TimestampMs(5),
+            max_timestamp: TimestampMs(5),
+            producer_id: ProducerId::NONE,
+            base_sequence: BASE_SEQUENCE_NONE,
+        };
+        let mut bytes = [0; BATCH_HEADER_BYTES];
+        header.write_to(&mut bytes);
+        bytes
+    }
+
+    fn with(at: usize, value: &[u8]) -> [u8; BATCH_HEADER_BYTES] {
+        let mut bytes = valid_header();
+        put(&mut bytes, at, value);
+        bytes
+    }
+
+    /// Guards that `write_to` and `parse` agree field by field, and that parse never reads
+    /// past the header (the archive is absent here).
+    #[test]
+    fn parse_reads_what_write_to_wrote() {
+        let header = BatchHeader::parse(&valid_header()).unwrap();
+        assert_eq!(header.base_offset, Offset(10));
+        assert_eq!(header.leader_epoch, LeaderEpoch(2));
+        assert_eq!(header.crc, 0xdead_beef);
+        assert_eq!((header.batch_length, header.records_length), (80, 8));
+        assert_eq!(
+            (header.last_offset(), header.next_offset()),
+            (Offset(10), Offset(11))
+        );
+        assert_eq!(peek_batch_length(&valid_header()), Some(80));
+        assert_eq!(peek_batch_length(&[0; 11]), None);
+    }
+
+    /// Each header rule rejects with its own variant.
+    #[test]
+    fn each_header_rule_has_its_error() {
+        let parse = |bytes: [u8; BATCH_HEADER_BYTES]| BatchHeader::parse(&bytes);
+        assert_eq!(parse(with(MAGIC_AT, &[2])), Err(BatchError::BadMagic(2)));
+        assert!(matches!(
+            parse(with(RESERVED_U16_AT + 1, &[1])),
+            Err(BatchError::ReservedNotZero { at: 39, value: 1 })
+        ));
+        assert!(matches!(
+            parse(with(RESERVED_U8_AT, &[4])),
+            Err(BatchError::ReservedNotZero { at: 21, .. })
+        ));
+        assert!(matches!(
+            parse(with(RESERVED_U32_AT + 3, &[4])),
+            Err(BatchError::ReservedNotZero { at: 71, .. })
+        ));
+        assert_eq!(
+            parse(with(ATTRIBUTES_AT, &1u16.to_le_bytes())),
+            Err(BatchError::BadAttributes(1)),
+            "compression is not supported yet"
+        );
+        assert_eq!(
+            parse(with(ATTRIBUTES_AT, &0x40u16.to_le_bytes())),
+            Err(BatchError::BadAttributes(0x40))
+        );
+        assert!(parse(with(ATTRIBUTES_AT, &0x38u16.to_le_bytes())).is_ok());
+        for bad_length in [0u32, 72, 79, 81, 88] {
+            assert!(matches!(
+                parse(with(BATCH_LENGTH_AT, &bad_length.to_le_bytes())),
+                Err(BatchError::BadLength { .. })
+            ));
+        }
+        assert!(matches!(
+            parse(with(BATCH_LENGTH_AT, &(BATCH_BYTES_MAX + 8).to_le_bytes())),
+            Err(BatchError::TooLarge { .. })
+        ));
+        // records_length so large that 72 + it needs more than u32: caught, not wrapped.
+        assert!(matches!(
+            parse(with(RECORDS_LENGTH_AT, &u32::MAX.to_le_bytes())),
+            Err(BatchError::BadLength { .. })
+        ));
+        assert!(matches!(
+            parse(with(RECORD_COUNT_AT, &0u32.to_le_bytes())),
+            Err(BatchError::BadRecordCount { .. })
+        ));
+        assert!(matches!(
+            parse(with(LAST_OFFSET_DELTA_AT, &1u32.to_le_bytes())),
+            Err(BatchError::BadRecordCount { .. })
+        ));
+        assert!(matches!(
+            parse(with(FIRST_TIMESTAMP_AT, &6i64.to_le_bytes())),
+            Err(BatchError::BadTimestampRange { .. })
+        ));
+        assert!(matches!(
+            parse(with(BASE_OFFSET_AT, &u64::MAX.to_le_bytes())),
+            Err(BatchError::OffsetOverflow { .. })
+        ));
+        assert!(matches!(
+            BatchHeader::parse(&valid_header()[..71]),
+            Err(BatchError::TooShort {
+                needed: 72,
+                got: 71
+            })
+        ));
+    }
+
+    #[test]
+    fn attributes_round_trip_their_flags() {
+        let attributes = Attributes::NONE
+            .with_timestamp_type(TimestampType::LogAppendTime)
+            .with_transactional(true)
+            .with_control(true);
+        assert_eq!(attributes.bits(), 0x38);
+        assert_eq!(Attributes::from_bits(0x38), Ok(attributes));
+        assert_eq!(attributes.timestamp_type(), TimestampType::LogAppendTime);
+        assert!(attributes.is_transactional() && attributes.is_control());
+        assert_eq!(attributes.compression(), Compression::None);
+        assert_eq!(attributes.with_control(false).bits(), 0x18);
+    }
+}
