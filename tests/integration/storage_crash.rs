@@ -81,7 +81,7 @@ fn every_acknowledged_batch_survives_sigkill() {
             }
         });
         // Wait until the child is appending, then let it run a random while and kill it.
-        let ready = lines_rx.iter().take(20).any(|line| line == "READY");
+        let ready = lines_rx.iter().take(20).any(|line| line.ends_with("READY"));
         assert!(ready, "round {round}: the child did not start");
         std::thread::sleep(Duration::from_millis(rng.range(5, CHILD_RUN_MS_MAX)));
         child.kill().unwrap(); // SIGKILL
