@@ -7,13 +7,16 @@
 //! ## Layout
 //!
 //! - [`model`]: offsets, epochs and ids as newtypes; plain data used by every layer.
+//! - [`protocol`]: the native wire protocol: a fixed 24-byte frame header, an rkyv-archived
+//!   envelope per API, and a raw payload section for record batches. Plain Rust, no I/O.
 //! - [`storage`]: the per-partition log. The record batch format and its validator are plain
 //!   Rust; segments, the write path and recovery use glommio's `DmaFile` (O_DIRECT on
 //!   io_uring) and run on the shard that owns the partition.
 //!
-//! Not built yet (see the open issues): the wire protocol, the thread-per-core server, the
+//! Not built yet (see the open issues): the thread-per-core server, the
 //! client, the CLI and the load generator.
 
 pub mod model;
+pub mod protocol;
 pub mod storage;
 pub mod testing;
