@@ -5,10 +5,11 @@ use std::str::FromStr;
 
 /// When an append counts as durable. The contract each policy gives is on
 /// [`PartitionLog::append`](super::PartitionLog::append).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
     /// An append resolves only after an `fdatasync` that covers it. Concurrent appends share
     /// one `fdatasync` (group commit). The default.
+    #[default]
     Always,
     /// An append resolves once it is in the write buffer; the log is written and synced at
     /// least every `interval_ms` by a background task of the owning shard. A crash loses at
@@ -18,12 +19,6 @@ pub enum Durability {
     /// buffer fills, the segment rolls or the log closes, and is never synced except at a
     /// roll or a clean close. A crash may lose everything not yet written.
     Never,
-}
-
-impl Default for Durability {
-    fn default() -> Self {
-        Durability::Always
-    }
 }
 
 impl fmt::Display for Durability {
@@ -145,7 +140,15 @@ mod tests {
 
     #[test]
     fn durability_rejects_bad_text() {
-        for text in ["", "Always", "interval:", "interval:0", "interval:-1", "interval:x", "sometimes"] {
+        for text in [
+            "",
+            "Always",
+            "interval:",
+            "interval:0",
+            "interval:-1",
+            "interval:x",
+            "sometimes",
+        ] {
             assert!(text.parse::<Durability>().is_err(), "{text:?} was accepted");
         }
     }
@@ -153,9 +156,15 @@ mod tests {
     #[test]
     fn default_config_is_valid_and_bad_ones_are_refused() {
         assert!(LogConfig::default().validate().is_ok());
-        let tiny = LogConfig { segment_bytes: 10, ..LogConfig::default() };
+        let tiny = LogConfig {
+            segment_bytes: 10,
+            ..LogConfig::default()
+        };
         assert!(tiny.validate().is_err());
-        let odd_buffer = LogConfig { write_buffer_bytes: 5000, ..LogConfig::default() };
+        let odd_buffer = LogConfig {
+            write_buffer_bytes: 5000,
+            ..LogConfig::default()
+        };
         assert!(odd_buffer.validate().is_err());
     }
 }

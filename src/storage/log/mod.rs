@@ -70,11 +70,17 @@ struct LogState {
 
 impl LogState {
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has an active segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has an active segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     fn check_offsets(&self) {
@@ -121,7 +127,12 @@ impl PartitionLog {
 
     /// Bytes of batches in all segments.
     pub fn size_bytes(&self) -> u64 {
-        self.state.borrow().segments.values().map(|segment| segment.size_bytes).sum()
+        self.state
+            .borrow()
+            .segments
+            .values()
+            .map(|segment| segment.size_bytes)
+            .sum()
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -134,7 +145,10 @@ impl PartitionLog {
             return Err(StorageError::Closed);
         }
         if let Some(cause) = &state.poisoned {
-            return Err(StorageError::Poisoned { path: self.dir.clone(), cause: cause.clone() });
+            return Err(StorageError::Poisoned {
+                path: self.dir.clone(),
+                cause: cause.clone(),
+            });
         }
         Ok(())
     }
@@ -151,5 +165,7 @@ impl PartitionLog {
 }
 
 async fn acquire(lock: &Semaphore) -> StorageResult<glommio::sync::Permit<'_>> {
-    lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)
+    lock.acquire_permit(1)
+        .await
+        .map_err(|_| StorageError::Closed)
 }
