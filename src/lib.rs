@@ -16,7 +16,9 @@
 //! Not built yet (see the open issues): the thread-per-core server, the
 //! client, the CLI and the load generator.
 
+pub mod cli;
 pub mod model;
 pub mod protocol;
+pub mod server;
 pub mod storage;
 pub mod testing;

@@ -1,4 +1,3 @@
-fn main() {
-    eprintln!("ringmq: the broker is not built yet; the storage engine is (see README.md)");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    ringmq::cli::main()
 }
