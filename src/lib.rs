@@ -20,5 +20,6 @@ pub mod cli;
 pub mod model;
 pub mod protocol;
 pub mod server;
+pub mod shard;
 pub mod storage;
 pub mod testing;
