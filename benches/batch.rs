@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringmq::model::{LeaderEpoch, Offset, TimestampMs};
-use ringmq::storage::batch::{
-    stamp, validate, validate_crc, BatchBuilder, BatchBuilderConfig, CRC_COVERAGE_START,
-};
+use ringmq::storage::batch::{stamp, validate, validate_crc, BatchBuilder, BatchBuilderConfig, CRC_COVERAGE_START};
 
 const RECORD_VALUE_BYTES: usize = 1024;
 const BATCH_SIZES_BYTES: [usize; 3] = [16 * 1024, 64 * 1024, 256 * 1024];
@@ -56,11 +54,9 @@ fn bench_validate(c: &mut Criterion) {
         let mut batch = built.to_vec();
         let _ = stamp(&mut batch, Offset(12_345), LeaderEpoch(1));
         group.throughput(Throughput::Bytes(batch.len() as u64));
-        group.bench_with_input(
-            BenchmarkId::new("full", format!("{} KiB", batch_bytes / 1024)),
-            &batch,
-            |b, batch| b.iter(|| black_box(validate(black_box(batch)))),
-        );
+        group.bench_with_input(BenchmarkId::new("full", format!("{} KiB", batch_bytes / 1024)), &batch, |b, batch| {
+            b.iter(|| black_box(validate(black_box(batch))))
+        });
         group.bench_with_input(
             BenchmarkId::new("crc only", format!("{} KiB", batch_bytes / 1024)),
             &batch,
@@ -74,9 +70,7 @@ fn bench_crc(c: &mut Criterion) {
     let mut group = c.benchmark_group("crc32fast");
     let bytes = vec![0x5a_u8; 256 * 1024 - CRC_COVERAGE_START];
     group.throughput(Throughput::Bytes(bytes.len() as u64));
-    group.bench_function("256 KiB", |b| {
-        b.iter(|| black_box(crc32fast::hash(black_box(&bytes))))
-    });
+    group.bench_function("256 KiB", |b| b.iter(|| black_box(crc32fast::hash(black_box(&bytes)))));
     group.finish();
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ringmq::protocol::{
-    decode_envelope, encode_request, FrameDecoder, FrameHeader, FrameLimits, PayloadBuilder,
-    ProducePartition, ProduceRequest, ProduceTopic, FRAME_HEADER_BYTES,
+    decode_envelope, encode_request, FrameDecoder, FrameHeader, FrameLimits, PayloadBuilder, ProducePartition,
+    ProduceRequest, ProduceTopic, FRAME_HEADER_BYTES,
 };
 
 const PARTITIONS: u32 = 16;
@@ -19,23 +19,14 @@ fn produce_request() -> (ProduceRequest, Vec<Bytes>) {
     let mut payload = PayloadBuilder::new();
     let partitions = (0..PARTITIONS)
         .map(|partition| {
-            let range = payload
-                .push(Bytes::from(vec![0u8; BATCH_BYTES]))
-                .expect("fits");
-            ProducePartition {
-                partition,
-                payload_offset: range.offset,
-                payload_length: range.length,
-            }
+            let range = payload.push(Bytes::from(vec![0u8; BATCH_BYTES])).expect("fits");
+            ProducePartition { partition, payload_offset: range.offset, payload_length: range.length }
         })
         .collect();
     let request = ProduceRequest {
         acks: -1,
         timeout_ms: 30_000,
-        topics: vec![ProduceTopic {
-            name: "bench-topic".into(),
-            partitions,
-        }],
+        topics: vec![ProduceTopic { name: "bench-topic".into(), partitions }],
     };
     (request, payload.finish())
 }
@@ -50,38 +41,22 @@ fn bench_frame(c: &mut Criterion) {
     let encoded = encode_request(1, &request, payload.clone()).expect("encodes");
     let wire = Bytes::from(encoded.to_vec());
     let decoder = FrameDecoder::new(FrameLimits::default());
-    c.bench_function(
-        "produce request, 16 partitions: split frame off the input",
-        |b| {
-            b.iter_batched(
-                || BytesMut::from(&wire[..]),
-                |mut input| {
-                    decoder
-                        .split_frame(&mut input)
-                        .expect("valid")
-                        .expect("whole")
-                },
-                BatchSize::SmallInput,
-            )
-        },
-    );
+    c.bench_function("produce request, 16 partitions: split frame off the input", |b| {
+        b.iter_batched(
+            || BytesMut::from(&wire[..]),
+            |mut input| decoder.split_frame(&mut input).expect("valid").expect("whole"),
+            BatchSize::SmallInput,
+        )
+    });
 
     let mut input = BytesMut::from(&wire[..]);
-    let frame = decoder
-        .split_frame(&mut input)
-        .expect("valid")
-        .expect("whole");
-    c.bench_function(
-        "produce request, 16 partitions: checked envelope decode",
-        |b| {
-            b.iter(|| {
-                let archived =
-                    decode_envelope::<ProduceRequest>(black_box(frame.envelope.as_slice()))
-                        .expect("valid");
-                black_box(archived.topics[0].partitions.len())
-            })
-        },
-    );
+    let frame = decoder.split_frame(&mut input).expect("valid").expect("whole");
+    c.bench_function("produce request, 16 partitions: checked envelope decode", |b| {
+        b.iter(|| {
+            let archived = decode_envelope::<ProduceRequest>(black_box(frame.envelope.as_slice())).expect("valid");
+            black_box(archived.topics[0].partitions.len())
+        })
+    });
 
     let mut header = [0u8; FRAME_HEADER_BYTES];
     header.copy_from_slice(&wire[..FRAME_HEADER_BYTES]);

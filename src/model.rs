@@ -43,9 +43,7 @@ pub struct TimestampMs(pub i64);
 impl TimestampMs {
     /// The wall clock now. A clock before 1970 reads as 0.
     pub fn now() -> TimestampMs {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         TimestampMs(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
     }
 }

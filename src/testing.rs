@@ -24,12 +24,7 @@ where
 
 /// A batch of `record_count` records whose values are `"<tag>-<i>"` padded with `x` to
 /// `value_bytes`, all stamped with `timestamp`.
-pub fn make_batch(
-    tag: u64,
-    record_count: usize,
-    value_bytes: usize,
-    timestamp: TimestampMs,
-) -> BytesMut {
+pub fn make_batch(tag: u64, record_count: usize, value_bytes: usize, timestamp: TimestampMs) -> BytesMut {
     let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
     for i in 0..record_count {
         let mut value = format!("{tag}-{i}").into_bytes();

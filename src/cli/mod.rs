@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::server::ServeArgs;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "ringmq",
-    version,
-    about = "A persistent message broker, thread-per-core on io_uring"
-)]
+#[command(name = "ringmq", version, about = "A persistent message broker, thread-per-core on io_uring")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -16,8 +16,8 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Portable, Serialize};
 
 use super::frame::{
-    padded_body_length, FrameError, FrameHeader, ENVELOPE_ALIGN_BYTES, FLAGS_KNOWN, FLAG_ERROR,
-    FLAG_RESPONSE, FRAME_HEADER_BYTES,
+    padded_body_length, FrameError, FrameHeader, ENVELOPE_ALIGN_BYTES, FLAGS_KNOWN, FLAG_ERROR, FLAG_RESPONSE,
+    FRAME_HEADER_BYTES,
 };
 use super::{ApiKey, ErrorCode, ErrorResponse};
 
@@ -74,19 +74,10 @@ pub enum ProtocolError {
     Encode(#[source] rancor::Error),
     /// The encoded frame does not fit the u32 length fields.
     #[error("frame too large to encode: envelope {body_length} + payload {payload_length} bytes")]
-    EncodeTooLarge {
-        body_length: usize,
-        payload_length: u64,
-    },
+    EncodeTooLarge { body_length: usize, payload_length: u64 },
     /// An envelope's (offset, length) points outside the payload section.
-    #[error(
-        "payload range {offset}+{length} is outside the {payload_length}-byte payload section"
-    )]
-    PayloadOutOfRange {
-        offset: u32,
-        length: u32,
-        payload_length: usize,
-    },
+    #[error("payload range {offset}+{length} is outside the {payload_length}-byte payload section")]
+    PayloadOutOfRange { offset: u32, length: u32, payload_length: usize },
     #[error("unknown api key {0}")]
     UnknownApiKey(u16),
     #[error("{api_key} v{version} is not supported")]
@@ -105,9 +96,7 @@ impl ProtocolError {
         match self {
             ProtocolError::Frame(err) => err.error_code(),
             ProtocolError::CorruptEnvelope(_) => ErrorCode::CorruptMessage,
-            ProtocolError::UnalignedEnvelope { .. } | ProtocolError::Encode(_) => {
-                ErrorCode::Unknown
-            }
+            ProtocolError::UnalignedEnvelope { .. } | ProtocolError::Encode(_) => ErrorCode::Unknown,
             ProtocolError::EncodeTooLarge { .. } => ErrorCode::MessageTooLarge,
             ProtocolError::PayloadOutOfRange { .. }
             | ProtocolError::UnexpectedFlags { .. }
@@ -135,11 +124,7 @@ pub struct ResponseTo {
 
 impl From<&FrameHeader> for ResponseTo {
     fn from(header: &FrameHeader) -> ResponseTo {
-        ResponseTo {
-            correlation_id: header.correlation_id,
-            api_key: header.api_key,
-            api_version: header.api_version,
-        }
+        ResponseTo { correlation_id: header.correlation_id, api_key: header.api_key, api_version: header.api_version }
     }
 }
 
@@ -213,20 +198,13 @@ fn encode_frame<T: Envelope>(
     head.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     // Serializing after the header keeps rkyv's alignment right: the header is a multiple of 8
     // and rkyv pads relative to the (16-aligned) start of `head`.
-    let mut head = rkyv::api::high::to_bytes_in::<_, rancor::Error>(envelope, head)
-        .map_err(ProtocolError::Encode)?;
+    let mut head = rkyv::api::high::to_bytes_in::<_, rancor::Error>(envelope, head).map_err(ProtocolError::Encode)?;
     let body_length = head.len() - FRAME_HEADER_BYTES;
     let payload_length: u64 = payload.iter().map(|part| part.len() as u64).sum();
-    let too_large = || ProtocolError::EncodeTooLarge {
-        body_length,
-        payload_length,
-    };
+    let too_large = || ProtocolError::EncodeTooLarge { body_length, payload_length };
     let body_length_u32 = u32::try_from(body_length).map_err(|_| too_large())?;
     let payload_length_u32 = u32::try_from(payload_length).map_err(|_| too_large())?;
-    head.resize(
-        FRAME_HEADER_BYTES + padded_body_length(body_length_u32) as usize,
-        0,
-    );
+    head.resize(FRAME_HEADER_BYTES + padded_body_length(body_length_u32) as usize, 0);
     let header = FrameHeader {
         body_length: body_length_u32,
         payload_length: payload_length_u32,
@@ -240,11 +218,7 @@ fn encode_frame<T: Envelope>(
         return Err(too_large());
     }
     head[..FRAME_HEADER_BYTES].copy_from_slice(&header.encode());
-    Ok(EncodedFrame {
-        header,
-        head,
-        payload,
-    })
+    Ok(EncodedFrame { header, head, payload })
 }
 
 /// Encodes a request frame. `payload` is the payload section (record batches); the envelope's
@@ -254,11 +228,7 @@ pub fn encode_request<T: Request>(
     request: &T,
     payload: Vec<Bytes>,
 ) -> Result<EncodedFrame, ProtocolError> {
-    let to = ResponseTo {
-        correlation_id,
-        api_key: T::API_KEY.as_u16(),
-        api_version: T::API_VERSION,
-    };
+    let to = ResponseTo { correlation_id, api_key: T::API_KEY.as_u16(), api_version: T::API_VERSION };
     encode_frame(to, 0, request, payload)
 }
 
@@ -277,10 +247,7 @@ pub fn encode_error_response(
     error_code: ErrorCode,
     message: &str,
 ) -> Result<EncodedFrame, ProtocolError> {
-    let response = ErrorResponse {
-        error_code: error_code.as_u16(),
-        message: message.to_owned(),
-    };
+    let response = ErrorResponse { error_code: error_code.as_u16(), message: message.to_owned() };
     encode_frame(to, FLAG_RESPONSE | FLAG_ERROR, &response, Vec::new())
 }
 
@@ -288,37 +255,23 @@ pub fn encode_error_response(
 /// known API key, a supported version. Returns the API to dispatch to.
 pub fn check_request_header(header: &FrameHeader) -> Result<ApiKey, ProtocolError> {
     if header.flags & !FLAGS_KNOWN != 0 || header.is_response() || header.is_error() {
-        return Err(ProtocolError::UnexpectedFlags {
-            flags: header.flags,
-        });
+        return Err(ProtocolError::UnexpectedFlags { flags: header.flags });
     }
-    let api_key =
-        ApiKey::from_u16(header.api_key).ok_or(ProtocolError::UnknownApiKey(header.api_key))?;
+    let api_key = ApiKey::from_u16(header.api_key).ok_or(ProtocolError::UnknownApiKey(header.api_key))?;
     if !api_key.supported_versions().contains(header.api_version) {
-        return Err(ProtocolError::UnsupportedVersion {
-            api_key,
-            version: header.api_version,
-        });
+        return Err(ProtocolError::UnsupportedVersion { api_key, version: header.api_version });
     }
     Ok(api_key)
 }
 
 /// Checks a response header on the client: a response to `expected`. Returns whether the body is
 /// an [`ErrorResponse`] (decode it as such) rather than `expected`'s response type.
-pub fn check_response_header(
-    header: &FrameHeader,
-    expected: ApiKey,
-) -> Result<bool, ProtocolError> {
+pub fn check_response_header(header: &FrameHeader, expected: ApiKey) -> Result<bool, ProtocolError> {
     if header.flags & !FLAGS_KNOWN != 0 || !header.is_response() {
-        return Err(ProtocolError::UnexpectedFlags {
-            flags: header.flags,
-        });
+        return Err(ProtocolError::UnexpectedFlags { flags: header.flags });
     }
     if header.api_key != expected.as_u16() {
-        return Err(ProtocolError::ApiMismatch {
-            expected,
-            found: header.api_key,
-        });
+        return Err(ProtocolError::ApiMismatch { expected, found: header.api_key });
     }
     Ok(header.is_error())
 }
@@ -350,11 +303,7 @@ pub fn payload_slice(payload: &Bytes, offset: u32, length: u32) -> Result<Bytes,
     let start = offset as usize;
     match start.checked_add(length as usize) {
         Some(end) if end <= payload.len() => Ok(payload.slice(start..end)),
-        _ => Err(ProtocolError::PayloadOutOfRange {
-            offset,
-            length,
-            payload_length: payload.len(),
-        }),
+        _ => Err(ProtocolError::PayloadOutOfRange { offset, length, payload_length: payload.len() }),
     }
 }
 
@@ -388,10 +337,7 @@ impl PayloadBuilder {
                 payload_length: u64::from(self.length) + batches.len() as u64,
             });
         };
-        let range = PayloadRange {
-            offset: self.length,
-            length,
-        };
+        let range = PayloadRange { offset: self.length, length };
         if length > 0 {
             self.parts.push(batches);
         }
@@ -427,10 +373,7 @@ mod tests {
         assert!(payload_slice(&payload, 8, 0).unwrap().is_empty());
         for (offset, length) in [(0, 9), (8, 1), (9, 0), (u32::MAX, 1), (1, u32::MAX)] {
             let err = payload_slice(&payload, offset, length).unwrap_err();
-            assert!(
-                matches!(err, ProtocolError::PayloadOutOfRange { .. }),
-                "{err}"
-            );
+            assert!(matches!(err, ProtocolError::PayloadOutOfRange { .. }), "{err}");
             assert_eq!(err.error_code(), ErrorCode::InvalidRequest);
             assert!(!err.closes_connection());
         }
@@ -442,27 +385,9 @@ mod tests {
         let a = builder.push(Bytes::from_static(&[0u8; 16])).unwrap();
         let empty = builder.push(Bytes::new()).unwrap();
         let b = builder.push(Bytes::from_static(&[1u8; 8])).unwrap();
-        assert_eq!(
-            a,
-            PayloadRange {
-                offset: 0,
-                length: 16
-            }
-        );
-        assert_eq!(
-            empty,
-            PayloadRange {
-                offset: 16,
-                length: 0
-            }
-        );
-        assert_eq!(
-            b,
-            PayloadRange {
-                offset: 16,
-                length: 8
-            }
-        );
+        assert_eq!(a, PayloadRange { offset: 0, length: 16 });
+        assert_eq!(empty, PayloadRange { offset: 16, length: 0 });
+        assert_eq!(b, PayloadRange { offset: 16, length: 8 });
         assert_eq!(builder.len(), 24);
         assert_eq!(builder.finish().len(), 2);
     }
@@ -479,23 +404,14 @@ mod tests {
         };
         assert_eq!(check_request_header(&header).unwrap(), ApiKey::Fetch);
         header.api_version = 1;
-        assert_eq!(
-            check_request_header(&header).unwrap_err().error_code(),
-            ErrorCode::UnsupportedVersion
-        );
+        assert_eq!(check_request_header(&header).unwrap_err().error_code(), ErrorCode::UnsupportedVersion);
         header.api_version = 0;
         header.api_key = 99;
-        assert_eq!(
-            check_request_header(&header).unwrap_err().error_code(),
-            ErrorCode::UnknownApiKey
-        );
+        assert_eq!(check_request_header(&header).unwrap_err().error_code(), ErrorCode::UnknownApiKey);
         header.api_key = ApiKey::Fetch.as_u16();
         for flags in [FLAG_RESPONSE, FLAG_ERROR, 1 << 7] {
             header.flags = flags;
-            assert_eq!(
-                check_request_header(&header).unwrap_err().error_code(),
-                ErrorCode::InvalidRequest
-            );
+            assert_eq!(check_request_header(&header).unwrap_err().error_code(), ErrorCode::InvalidRequest);
         }
     }
 }

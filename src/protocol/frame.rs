@@ -47,9 +47,7 @@ pub struct FrameLimits {
 
 impl Default for FrameLimits {
     fn default() -> Self {
-        FrameLimits {
-            max_frame_bytes: MAX_FRAME_BYTES_DEFAULT,
-        }
+        FrameLimits { max_frame_bytes: MAX_FRAME_BYTES_DEFAULT }
     }
 }
 
@@ -65,11 +63,7 @@ pub enum FrameError {
         "frame too large: envelope {body_length} + payload {payload_length} bytes \
          exceeds the limit of {max_frame_bytes} bytes"
     )]
-    FrameTooLarge {
-        body_length: u32,
-        payload_length: u32,
-        max_frame_bytes: u32,
-    },
+    FrameTooLarge { body_length: u32, payload_length: u32, max_frame_bytes: u32 },
 }
 
 impl FrameError {
@@ -109,10 +103,7 @@ pub const fn padded_body_length(body_length: u32) -> u64 {
 impl FrameHeader {
     /// Decodes and checks a header: magic, frame version, and the length limit. Nothing is
     /// allocated; call this before reserving space for the body.
-    pub fn decode(
-        bytes: &[u8; FRAME_HEADER_BYTES],
-        limits: &FrameLimits,
-    ) -> Result<FrameHeader, FrameError> {
+    pub fn decode(bytes: &[u8; FRAME_HEADER_BYTES], limits: &FrameLimits) -> Result<FrameHeader, FrameError> {
         let magic = [bytes[0], bytes[1], bytes[2]];
         if magic != FRAME_MAGIC {
             return Err(FrameError::BadMagic { found: magic });
@@ -121,9 +112,7 @@ impl FrameHeader {
             return Err(FrameError::UnsupportedFrameVersion { found: bytes[3] });
         }
         let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
-        let u32_at = |at: usize| {
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        };
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
         let header = FrameHeader {
             body_length: u32_at(4),
             payload_length: u32_at(8),
@@ -293,13 +282,8 @@ impl FrameDecoder {
         };
         let mut frame = input.split_to(header.frame_bytes() as usize).freeze();
         let payload = frame.split_off(header.payload_start() as usize);
-        let envelope =
-            frame.slice(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + header.body_length as usize);
-        Ok(Some(Frame {
-            header,
-            envelope: EnvelopeBytes::new(envelope),
-            payload,
-        }))
+        let envelope = frame.slice(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + header.body_length as usize);
+        Ok(Some(Frame { header, envelope: EnvelopeBytes::new(envelope), payload }))
     }
 }
 
@@ -334,10 +318,7 @@ mod tests {
     fn header_rejects_bad_magic_and_version() {
         let mut bytes = header(8, 0).encode();
         bytes[0] = b'X';
-        assert!(matches!(
-            FrameHeader::decode(&bytes, &FrameLimits::default()),
-            Err(FrameError::BadMagic { .. })
-        ));
+        assert!(matches!(FrameHeader::decode(&bytes, &FrameLimits::default()), Err(FrameError::BadMagic { .. })));
         let mut bytes = header(8, 0).encode();
         bytes[3] = 2;
         assert_eq!(
@@ -350,18 +331,13 @@ mod tests {
     /// alone, including lengths whose sum overflows a u32, and the decoder never asks for its body.
     #[test]
     fn oversize_frames_are_refused_from_the_header() {
-        let limits = FrameLimits {
-            max_frame_bytes: 1024,
-        };
+        let limits = FrameLimits { max_frame_bytes: 1024 };
         let exact = header(1000, 24); // 1000 pads to 1000, + 24 = 1024.
         assert!(FrameHeader::decode(&exact.encode(), &limits).is_ok());
         for (body, payload) in [(1001, 24), (0, 1025), (u32::MAX, u32::MAX), (1, u32::MAX)] {
             let err = FrameHeader::decode(&header(body, payload).encode(), &limits).unwrap_err();
             assert!(matches!(err, FrameError::FrameTooLarge { .. }), "{err}");
-            assert_eq!(
-                err.error_code(),
-                crate::protocol::ErrorCode::MessageTooLarge
-            );
+            assert_eq!(err.error_code(), crate::protocol::ErrorCode::MessageTooLarge);
         }
         let decoder = FrameDecoder::new(limits);
         let bytes = header(u32::MAX, 0).encode();

@@ -45,28 +45,26 @@ pub use apis::create_topic::{validate_topic_name, CreateTopicRequest, CreateTopi
 pub use apis::delete_topic::{DeleteTopicRequest, DeleteTopicResponse};
 pub use apis::error_response::ErrorResponse;
 pub use apis::fetch::{
-    FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopic,
-    FetchTopicResponse,
+    FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopic, FetchTopicResponse,
 };
 pub use apis::list_offsets::{
-    ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ListOffsetsTopic, ListOffsetsTopicResponse, OffsetSpec,
+    ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
+    ListOffsetsTopicResponse, OffsetSpec,
 };
 pub use apis::metadata::{MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic};
 pub use apis::produce::{
-    ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic,
-    ProduceTopicResponse,
+    ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic, ProduceTopicResponse,
 };
 pub use apis::OFFSET_UNKNOWN;
 pub use codec::{
-    check_request_header, check_response_header, decode_envelope, decode_envelope_owned,
-    encode_error_response, encode_request, encode_response, payload_slice, EncodedFrame, Envelope,
-    PayloadBuilder, PayloadRange, ProtocolError, Request, ResponseTo,
+    check_request_header, check_response_header, decode_envelope, decode_envelope_owned, encode_error_response,
+    encode_request, encode_response, payload_slice, EncodedFrame, Envelope, PayloadBuilder, PayloadRange,
+    ProtocolError, Request, ResponseTo,
 };
 pub use error_code::ErrorCode;
 pub use frame::{
-    aligned_copy, EnvelopeBytes, Frame, FrameDecoder, FrameError, FrameHeader, FrameLimits,
-    FrameStatus, FRAME_HEADER_BYTES, MAX_FRAME_BYTES_DEFAULT,
+    aligned_copy, EnvelopeBytes, Frame, FrameDecoder, FrameError, FrameHeader, FrameLimits, FrameStatus,
+    FRAME_HEADER_BYTES, MAX_FRAME_BYTES_DEFAULT,
 };
 
 #[cfg(test)]

@@ -11,39 +11,17 @@ fn sample_produce(partitions: u32, payload: &mut PayloadBuilder) -> ProduceReque
     let partitions = (0..partitions)
         .map(|p| {
             let range = payload.push(Bytes::from(vec![p as u8; 64])).unwrap();
-            ProducePartition {
-                partition: p,
-                payload_offset: range.offset,
-                payload_length: range.length,
-            }
+            ProducePartition { partition: p, payload_offset: range.offset, payload_length: range.length }
         })
         .collect();
-    ProduceRequest {
-        acks: -1,
-        timeout_ms: 30_000,
-        topics: vec![ProduceTopic {
-            name: "orders".into(),
-            partitions,
-        }],
-    }
+    ProduceRequest { acks: -1, timeout_ms: 30_000, topics: vec![ProduceTopic { name: "orders".into(), partitions }] }
 }
 
-fn sample_requests() -> (
-    ApiVersionsRequest,
-    MetadataRequest,
-    CreateTopicRequest,
-    DeleteTopicRequest,
-    FetchRequest,
-    ListOffsetsRequest,
-) {
+fn sample_requests(
+) -> (ApiVersionsRequest, MetadataRequest, CreateTopicRequest, DeleteTopicRequest, FetchRequest, ListOffsetsRequest) {
     (
-        ApiVersionsRequest {
-            client_software_name: "ringmq-rust".into(),
-            client_software_version: "0.1.0".into(),
-        },
-        MetadataRequest {
-            topics: vec!["a".into(), "b".into()],
-        },
+        ApiVersionsRequest { client_software_name: "ringmq-rust".into(), client_software_version: "0.1.0".into() },
+        MetadataRequest { topics: vec!["a".into(), "b".into()] },
         CreateTopicRequest {
             name: "orders".into(),
             partitions: 12,
@@ -51,38 +29,23 @@ fn sample_requests() -> (
             retention_bytes: -1,
             segment_bytes: 0,
         },
-        DeleteTopicRequest {
-            name: "orders".into(),
-        },
+        DeleteTopicRequest { name: "orders".into() },
         FetchRequest {
             max_wait_ms: 500,
             min_bytes: 1,
             max_bytes: 1 << 20,
             topics: vec![FetchTopic {
                 name: "orders".into(),
-                partitions: vec![FetchPartition {
-                    partition: 3,
-                    fetch_offset: 42,
-                    partition_max_bytes: 1 << 16,
-                }],
+                partitions: vec![FetchPartition { partition: 3, fetch_offset: 42, partition_max_bytes: 1 << 16 }],
             }],
         },
         ListOffsetsRequest {
             topics: vec![ListOffsetsTopic {
                 name: "orders".into(),
                 partitions: vec![
-                    ListOffsetsPartition {
-                        partition: 0,
-                        spec: OffsetSpec::Earliest,
-                    },
-                    ListOffsetsPartition {
-                        partition: 1,
-                        spec: OffsetSpec::Latest,
-                    },
-                    ListOffsetsPartition {
-                        partition: 2,
-                        spec: OffsetSpec::Timestamp(1_700_000_000_000),
-                    },
+                    ListOffsetsPartition { partition: 0, spec: OffsetSpec::Earliest },
+                    ListOffsetsPartition { partition: 1, spec: OffsetSpec::Latest },
+                    ListOffsetsPartition { partition: 2, spec: OffsetSpec::Timestamp(1_700_000_000_000) },
                 ],
             }],
         },
@@ -116,14 +79,8 @@ fn sample_responses() -> (
                 segment_bytes: 1 << 30,
             }],
         },
-        CreateTopicResponse {
-            error_code: ErrorCode::TopicAlreadyExists.as_u16(),
-            error_message: "exists".into(),
-        },
-        DeleteTopicResponse {
-            error_code: 0,
-            error_message: String::new(),
-        },
+        CreateTopicResponse { error_code: ErrorCode::TopicAlreadyExists.as_u16(), error_message: "exists".into() },
+        DeleteTopicResponse { error_code: 0, error_message: String::new() },
         ProduceResponse {
             topics: vec![ProduceTopicResponse {
                 name: "orders".into(),
@@ -147,10 +104,7 @@ fn sample_responses() -> (
                 }],
             }],
         },
-        ErrorResponse {
-            error_code: ErrorCode::CorruptMessage.as_u16(),
-            message: "bad archive".into(),
-        },
+        ErrorResponse { error_code: ErrorCode::CorruptMessage.as_u16(), message: "bad archive".into() },
     )
 }
 
@@ -162,10 +116,7 @@ fn through_the_wire(frame: &EncodedFrame, junk_prefix: usize) -> Frame {
     input.extend_from_slice(&frame.to_vec());
     let _ = input.split_to(junk_prefix);
     let decoder = FrameDecoder::default();
-    let split = decoder
-        .split_frame(&mut input)
-        .unwrap()
-        .expect("whole frame");
+    let split = decoder.split_frame(&mut input).unwrap().expect("whole frame");
     assert!(input.is_empty());
     split
 }
@@ -183,11 +134,7 @@ fn request_round_trip<T: Request + PartialEq + std::fmt::Debug>(request: &T) {
 }
 
 fn response_round_trip<R: Request, T: Envelope + PartialEq + std::fmt::Debug>(response: &T) {
-    let to = ResponseTo {
-        correlation_id: 9,
-        api_key: R::API_KEY.as_u16(),
-        api_version: 0,
-    };
+    let to = ResponseTo { correlation_id: 9, api_key: R::API_KEY.as_u16(), api_version: 0 };
     let encoded = encode_response(to, response, Vec::new()).unwrap();
     let frame = through_the_wire(&encoded, 1);
     assert!(!check_response_header(&frame.header, R::API_KEY).unwrap());
@@ -231,16 +178,10 @@ fn payload_section_round_trips() {
     let archived = decode_envelope::<ProduceRequest>(frame.envelope.as_slice()).unwrap();
     assert_eq!(archived.validate_acks(), Ok(()));
     for partition in archived.topics[0].partitions.iter() {
-        let batches = payload_slice(
-            &frame.payload,
-            partition.payload_offset.to_native(),
-            partition.payload_length.to_native(),
-        )
-        .unwrap();
-        assert_eq!(
-            &batches[..],
-            &vec![partition.partition.to_native() as u8; 64][..]
-        );
+        let batches =
+            payload_slice(&frame.payload, partition.payload_offset.to_native(), partition.payload_length.to_native())
+                .unwrap();
+        assert_eq!(&batches[..], &vec![partition.partition.to_native() as u8; 64][..]);
     }
 
     let mut payload = PayloadBuilder::new();
@@ -258,23 +199,12 @@ fn payload_section_round_trips() {
             }],
         }],
     };
-    let to = ResponseTo {
-        correlation_id: 2,
-        api_key: ApiKey::Fetch.as_u16(),
-        api_version: 0,
-    };
-    let frame = through_the_wire(
-        &encode_response(to, &response, payload.finish()).unwrap(),
-        0,
-    );
+    let to = ResponseTo { correlation_id: 2, api_key: ApiKey::Fetch.as_u16(), api_version: 0 };
+    let frame = through_the_wire(&encode_response(to, &response, payload.finish()).unwrap(), 0);
     let archived = decode_envelope::<FetchResponse>(frame.envelope.as_slice()).unwrap();
     assert_eq!(archived, &response);
     let p = &archived.topics[0].partitions[0];
-    let batches = payload_slice(
-        &frame.payload,
-        p.payload_offset.into(),
-        p.payload_length.into(),
-    );
+    let batches = payload_slice(&frame.payload, p.payload_offset.into(), p.payload_length.into());
     assert_eq!(&batches.unwrap()[..], &[0xAB; 24]);
     // An envelope that points past the payload section is refused, not sliced.
     assert!(payload_slice(&frame.payload, 8, 24).is_err());
@@ -283,11 +213,7 @@ fn payload_section_round_trips() {
 /// Guards the error path: an ErrorResponse carries the error flag and decodes as such.
 #[test]
 fn error_response_round_trips() {
-    let to = ResponseTo {
-        correlation_id: 3,
-        api_key: 77,
-        api_version: 0,
-    };
+    let to = ResponseTo { correlation_id: 3, api_key: 77, api_version: 0 };
     let encoded = encode_error_response(to, ErrorCode::UnknownApiKey, "no api 77").unwrap();
     let frame = through_the_wire(&encoded, 0);
     assert!(frame.header.is_response() && frame.header.is_error());
@@ -355,18 +281,14 @@ fn mutated_envelope() -> impl Strategy<Value = Vec<u8>> {
     let list = rkyv::to_bytes::<rkyv::rancor::Error>(&sample_requests().5).unwrap();
     let metadata = rkyv::to_bytes::<rkyv::rancor::Error>(&sample_responses().1).unwrap();
     let bases = [produce.to_vec(), list.to_vec(), metadata.to_vec()];
-    (
-        0..bases.len(),
-        prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
-    )
-        .prop_map(move |(which, edits)| {
-            let mut bytes = bases[which].clone();
-            let len = bytes.len();
-            for (at, value) in edits {
-                bytes[at % len] = value;
-            }
-            bytes
-        })
+    (0..bases.len(), prop::collection::vec((any::<usize>(), any::<u8>()), 1..6)).prop_map(move |(which, edits)| {
+        let mut bytes = bases[which].clone();
+        let len = bytes.len();
+        for (at, value) in edits {
+            bytes[at % len] = value;
+        }
+        bytes
+    })
 }
 
 proptest! {

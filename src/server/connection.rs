@@ -19,8 +19,8 @@ use glommio::sync::{Semaphore, StaticPermit};
 
 use super::handlers::dispatch;
 use crate::protocol::{
-    encode_error_response, EncodedFrame, FrameDecoder, FrameHeader, FrameLimits, FrameStatus,
-    ResponseTo, FRAME_HEADER_BYTES,
+    encode_error_response, EncodedFrame, FrameDecoder, FrameHeader, FrameLimits, FrameStatus, ResponseTo,
+    FRAME_HEADER_BYTES,
 };
 use crate::shard::execute::with_timeout;
 use crate::shard::state::Shard;
@@ -70,9 +70,7 @@ async fn read_requests(
     peer: SocketAddr,
     memory: &Rc<Semaphore>,
 ) -> CloseReason {
-    let decoder = FrameDecoder::new(FrameLimits {
-        max_frame_bytes: shard.settings.max_frame_bytes,
-    });
+    let decoder = FrameDecoder::new(FrameLimits { max_frame_bytes: shard.settings.max_frame_bytes });
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut frame_memory: Option<StaticPermit> = None;
     // Bounded by the connection's life: each round reads bytes or handles one frame.
@@ -85,19 +83,13 @@ async fn read_requests(
                 let frame = match decoder.split_frame(&mut buffer) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => continue,
-                    Err(error) => {
-                        return refuse(queue, &buffer, error.to_string(), error.error_code()).await
-                    }
+                    Err(error) => return refuse(queue, &buffer, error.to_string(), error.error_code()).await,
                 };
                 let shard = shard.clone();
-                shard
-                    .requests_in_flight
-                    .set(shard.requests_in_flight.get() + 1);
+                shard.requests_in_flight.set(shard.requests_in_flight.get() + 1);
                 let response = glommio::spawn_local(async move {
                     let response = dispatch(&shard, frame).await;
-                    shard
-                        .requests_in_flight
-                        .set(shard.requests_in_flight.get() - 1);
+                    shard.requests_in_flight.set(shard.requests_in_flight.get() - 1);
                     match response {
                         Ok(frame) => Some(frame),
                         Err(error) => {
@@ -107,10 +99,7 @@ async fn read_requests(
                     }
                 })
                 .detach();
-                let pending = Pending {
-                    response,
-                    _memory: frame_memory.take(),
-                };
+                let pending = Pending { response, _memory: frame_memory.take() };
                 if queue.send(pending).await.is_err() {
                     return CloseReason::Other("the response writer stopped".into());
                 }
@@ -118,25 +107,16 @@ async fn read_requests(
             Ok(FrameStatus::NeedMore(needed)) => {
                 if buffer.len() >= FRAME_HEADER_BYTES && frame_memory.is_none() {
                     // The header is in and checked: reserve the whole frame from the shard's budget.
-                    let header_bytes: [u8; FRAME_HEADER_BYTES] = buffer[..FRAME_HEADER_BYTES]
-                        .try_into()
-                        .unwrap_or([0; FRAME_HEADER_BYTES]);
-                    let limits = FrameLimits {
-                        max_frame_bytes: shard.settings.max_frame_bytes,
-                    };
-                    let frame_bytes = FrameHeader::decode(&header_bytes, &limits)
-                        .map(|h| h.frame_bytes())
-                        .unwrap_or(0);
+                    let header_bytes: [u8; FRAME_HEADER_BYTES] =
+                        buffer[..FRAME_HEADER_BYTES].try_into().unwrap_or([0; FRAME_HEADER_BYTES]);
+                    let limits = FrameLimits { max_frame_bytes: shard.settings.max_frame_bytes };
+                    let frame_bytes = FrameHeader::decode(&header_bytes, &limits).map(|h| h.frame_bytes()).unwrap_or(0);
                     match memory.clone().acquire_static_permit(frame_bytes).await {
                         Ok(permit) => frame_memory = Some(permit),
                         Err(_) => return CloseReason::Other("the broker is shutting down".into()),
                     }
                 }
-                let timeout = if buffer.is_empty() {
-                    IDLE_TIMEOUT
-                } else {
-                    FRAME_BODY_TIMEOUT
-                };
+                let timeout = if buffer.is_empty() { IDLE_TIMEOUT } else { FRAME_BODY_TIMEOUT };
                 let start = buffer.len();
                 buffer.resize(start + needed.max(READ_CHUNK_BYTES), 0);
                 let read = with_timeout(timeout, reader.read(&mut buffer[start..])).await;
@@ -165,9 +145,7 @@ async fn read_requests(
                     }
                 }
             }
-            Err(error) => {
-                return refuse(queue, &buffer, error.to_string(), error.error_code()).await
-            }
+            Err(error) => return refuse(queue, &buffer, error.to_string(), error.error_code()).await,
         }
         let _ = peer;
     }
@@ -181,25 +159,12 @@ async fn refuse(
     reason: String,
     code: crate::protocol::ErrorCode,
 ) -> CloseReason {
-    let header_bytes: [u8; FRAME_HEADER_BYTES] = buffer
-        .get(..FRAME_HEADER_BYTES)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or([0; FRAME_HEADER_BYTES]);
-    let to = ResponseTo {
-        correlation_id: FrameHeader::peek_correlation_id(&header_bytes),
-        api_key: 0,
-        api_version: 0,
-    };
+    let header_bytes: [u8; FRAME_HEADER_BYTES] =
+        buffer.get(..FRAME_HEADER_BYTES).and_then(|b| b.try_into().ok()).unwrap_or([0; FRAME_HEADER_BYTES]);
+    let to = ResponseTo { correlation_id: FrameHeader::peek_correlation_id(&header_bytes), api_key: 0, api_version: 0 };
     let message = reason.clone();
-    let response =
-        glommio::spawn_local(async move { encode_error_response(to, code, &message).ok() })
-            .detach();
-    let _ = queue
-        .send(Pending {
-            response,
-            _memory: None,
-        })
-        .await;
+    let response = glommio::spawn_local(async move { encode_error_response(to, code, &message).ok() }).detach();
+    let _ = queue.send(Pending { response, _memory: None }).await;
     CloseReason::Violation(reason)
 }
 
@@ -221,10 +186,7 @@ async fn write_responses(
 }
 
 /// Writes the frame head, then each payload part as it is (batches are not copied).
-async fn write_frame(
-    writer: &mut WriteHalf<TcpStream>,
-    frame: &EncodedFrame,
-) -> std::io::Result<()> {
+async fn write_frame(writer: &mut WriteHalf<TcpStream>, frame: &EncodedFrame) -> std::io::Result<()> {
     writer.write_all(frame.head()).await?;
     for part in frame.payload() {
         writer.write_all(part).await?;

@@ -12,18 +12,11 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 
 /// Binds `count` sockets to `address`; returns their raw descriptors (each to be owned by one
 /// shard) and the address they are bound to.
-pub fn bind_reuseport(
-    address: SocketAddr,
-    count: usize,
-) -> std::io::Result<(Vec<RawFd>, SocketAddr)> {
+pub fn bind_reuseport(address: SocketAddr, count: usize) -> std::io::Result<(Vec<RawFd>, SocketAddr)> {
     let mut bound = address;
     let mut fds = Vec::with_capacity(count);
     for _ in 0..count {
-        let socket = Socket::new(
-            Domain::for_address(bound),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
+        let socket = Socket::new(Domain::for_address(bound), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_port(true)?;
         socket.set_reuse_address(true)?;
         socket.bind(&bound.into())?;

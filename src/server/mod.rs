@@ -72,8 +72,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     });
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shutdown.clone())
-            .map_err(|e| format!("cannot handle signals: {e}"))?;
+        signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
     }
     tracing::info!(
         shards = shard_count,
@@ -104,9 +103,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("ringmq-shard-{index}"))
             .spawn(move || run_shard(ShardId(index), fd, shared))
-            .map_err(|e| {
-                format!("cannot start executor {index}: {e} (is io_uring allowed? see tuning/README.md)")
-            })?;
+            .map_err(|e| format!("cannot start executor {index}: {e} (is io_uring allowed? see tuning/README.md)"))?;
         executors.push(executor);
     }
     while started.load(Ordering::SeqCst) < shard_count && !shutdown.load(Ordering::SeqCst) {

@@ -21,9 +21,7 @@ pub async fn run_on(shard: &Rc<Shard>, owner: ShardId, op: ShardOp) -> ShardRepl
 }
 
 /// Items grouped by the shard that owns them, in shard order.
-pub fn group_by_owner<T>(
-    items: impl IntoIterator<Item = (ShardId, T)>,
-) -> BTreeMap<ShardId, Vec<T>> {
+pub fn group_by_owner<T>(items: impl IntoIterator<Item = (ShardId, T)>) -> BTreeMap<ShardId, Vec<T>> {
     let mut groups: BTreeMap<ShardId, Vec<T>> = BTreeMap::new();
     for (owner, item) in items {
         groups.entry(owner).or_default().push(item);

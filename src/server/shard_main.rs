@@ -54,11 +54,8 @@ async fn run(id: ShardId, listener_fd: RawFd, shared: Shared) -> Result<(), Stri
     // SAFETY: the main thread bound this listening socket for this shard alone and handed over
     // its only descriptor; the listener takes ownership and closes it.
     let listener = unsafe { TcpListener::from_raw_fd(listener_fd) };
-    let (senders, receivers) = shared
-        .mesh
-        .join()
-        .await
-        .map_err(|e| format!("shard {id}: cannot join the channel mesh: {e}"))?;
+    let (senders, receivers) =
+        shared.mesh.join().await.map_err(|e| format!("shard {id}: cannot join the channel mesh: {e}"))?;
     let router = MeshRouter::new(senders);
     let shard = Shard::new(id, shared.settings.clone(), router.clone());
     crate::storage::direct_io::check_direct_io(&shared.settings.data_dir).await.map_err(|e| {
@@ -68,9 +65,8 @@ async fn run(id: ShardId, listener_fd: RawFd, shared: Shared) -> Result<(), Stri
         )
     })?;
     let mesh_shard = shard.clone();
-    let mesh_task = glommio::spawn_local(serve_mesh(router.clone(), receivers, move |op| {
-        execute(mesh_shard.clone(), op)
-    }));
+    let mesh_task =
+        glommio::spawn_local(serve_mesh(router.clone(), receivers, move |op| execute(mesh_shard.clone(), op)));
     if let Err(error) = apply_topics(&shard, shared.topics.clone()).await {
         tracing::error!(shard = %id, %error, "some partitions could not be opened; they answer UnknownTopicOrPartition");
     }
@@ -95,11 +91,7 @@ async fn run(id: ShardId, listener_fd: RawFd, shared: Shared) -> Result<(), Stri
     shard.shutting_down.set(true);
     drain(&shard).await;
     shared.drained.fetch_add(1, Ordering::SeqCst);
-    wait_for(
-        || shared.drained.load(Ordering::SeqCst) >= shard.settings.shard_count,
-        DRAIN_TIMEOUT,
-    )
-    .await;
+    wait_for(|| shared.drained.load(Ordering::SeqCst) >= shard.settings.shard_count, DRAIN_TIMEOUT).await;
     close_partitions(&shard).await;
     memory.close();
     retention_task.cancel();
@@ -122,17 +114,9 @@ async fn accept_until_shutdown(
         futures::pin_mut!(accept, tick);
         match select(accept, tick).await {
             Either::Left((Ok(stream), _)) => {
-                let peer = stream
-                    .peer_addr()
-                    .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+                let peer = stream.peer_addr().unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
                 tracing::debug!(shard = %shard.id, %peer, "connection accepted");
-                glommio::spawn_local(connection::serve(
-                    shard.clone(),
-                    stream,
-                    peer,
-                    memory.clone(),
-                ))
-                .detach();
+                glommio::spawn_local(connection::serve(shard.clone(), stream, peer, memory.clone())).detach();
             }
             Either::Left((Err(error), _)) => {
                 tracing::warn!(shard = %shard.id, %error, "accept failed");

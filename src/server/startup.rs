@@ -14,9 +14,8 @@ pub const MEMLOCK_BYTES_MIN: u64 = 512 << 10;
 pub const FREE_DISK_BYTES_MIN: u64 = 64 << 20;
 
 pub fn init_logging(filter: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
-        format!("invalid --log-level {filter:?}: {e} (try info, debug or ringmq=debug)")
-    })?;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("invalid --log-level {filter:?}: {e} (try info, debug or ringmq=debug)"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -71,10 +70,7 @@ fn check_io_uring() -> Result<(), String> {
 }
 
 fn memlock_limit_bytes() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we pass, which lives for the call.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
     if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
@@ -89,27 +85,15 @@ fn is_root() -> bool {
 }
 
 fn check_free_space(data_dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        format!(
-            "cannot create the data directory {}: {e}",
-            data_dir.display()
-        )
-    })?;
-    let path = std::ffi::CString::new(data_dir.as_os_str().as_encoded_bytes()).map_err(|_| {
-        format!(
-            "the data directory path {} contains a NUL byte",
-            data_dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", data_dir.display()))?;
+    let path = std::ffi::CString::new(data_dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("the data directory path {} contains a NUL byte", data_dir.display()))?;
     // SAFETY: an all-zero statvfs is a valid value for the kernel to overwrite.
     let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is a NUL-terminated string and `stats` a valid out-pointer, both live for the call.
     if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
-        return Err(format!(
-            "cannot read free space of {}: {}",
-            data_dir.display(),
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("cannot read free space of {}: {}", data_dir.display(), std::io::Error::last_os_error()));
     }
     let free = stats.f_bavail as u64 * stats.f_frsize as u64;
     if free < FREE_DISK_BYTES_MIN {
@@ -128,16 +112,10 @@ pub fn usable_cpus() -> Vec<usize> {
     // SAFETY: an all-zero cpu_set_t is the empty set, a valid value to pass.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 is this thread; `set` is a valid cpu_set_t of the size we pass.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
-        return (0..std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1))
-            .collect();
+        return (0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).collect();
     }
     // SAFETY: CPU_ISSET reads the set we own, for indexes below CPU_SETSIZE.
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect()
+    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
 }

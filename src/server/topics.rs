@@ -93,8 +93,7 @@ impl TopicTable {
 
     pub fn persist(&self, data_dir: &Path) -> StorageResult<()> {
         let dir = data_dir.join(META_DIR_NAME);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StorageError::io("creating metadata directory", &dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating metadata directory", &dir, e))?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| StorageError::Corrupt {
             path: dir.join(TOPICS_FILE_NAME),
             position: 0,
@@ -123,11 +122,7 @@ mod tests {
     fn the_table_persists_and_refuses_duplicates() {
         let dir = tempfile::tempdir().unwrap();
         assert!(TopicTable::load(dir.path()).unwrap().is_empty());
-        let table = TopicTable::default()
-            .with_topic(topic("a"))
-            .unwrap()
-            .with_topic(topic("b"))
-            .unwrap();
+        let table = TopicTable::default().with_topic(topic("a")).unwrap().with_topic(topic("b")).unwrap();
         assert!(table.with_topic(topic("a")).is_none());
         table.persist(dir.path()).unwrap();
         assert_eq!(TopicTable::load(dir.path()).unwrap(), table);
@@ -140,15 +135,8 @@ mod tests {
     fn a_garbled_table_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(META_DIR_NAME)).unwrap();
-        std::fs::write(
-            dir.path().join(META_DIR_NAME).join(TOPICS_FILE_NAME),
-            b"{not json",
-        )
-        .unwrap();
-        assert!(matches!(
-            TopicTable::load(dir.path()),
-            Err(StorageError::Corrupt { .. })
-        ));
+        std::fs::write(dir.path().join(META_DIR_NAME).join(TOPICS_FILE_NAME), b"{not json").unwrap();
+        assert!(matches!(TopicTable::load(dir.path()), Err(StorageError::Corrupt { .. })));
     }
 
     #[test]

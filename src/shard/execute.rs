@@ -10,10 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{join_all, select, Either};
 use futures::FutureExt;
 
-use super::ops::{
-    FetchPartitionOp, FetchedBatches, OffsetQuery, PartitionResult, ShardOp, ShardReply,
-    TopicPartition,
-};
+use super::ops::{FetchPartitionOp, FetchedBatches, OffsetQuery, PartitionResult, ShardOp, ShardReply, TopicPartition};
 use super::state::{PartitionHandle, Shard};
 use crate::model::{LeaderEpoch, Offset, PartitionId, TimestampMs};
 use crate::protocol::ErrorCode;
@@ -32,17 +29,12 @@ pub async fn execute(shard: Rc<Shard>, op: ShardOp) -> ShardReply {
     }
     match op {
         ShardOp::Produce { partitions, .. } => {
-            let appends = partitions
-                .into_iter()
-                .map(|(tp, batches)| produce_partition(&shard, tp, batches));
+            let appends = partitions.into_iter().map(|(tp, batches)| produce_partition(&shard, tp, batches));
             ShardReply::Produce(join_all(appends).await)
         }
-        ShardOp::Fetch {
-            fetch_id,
-            max_wait_ms,
-            min_bytes,
-            partitions,
-        } => ShardReply::Fetch(fetch(&shard, fetch_id, max_wait_ms, min_bytes, partitions).await),
+        ShardOp::Fetch { fetch_id, max_wait_ms, min_bytes, partitions } => {
+            ShardReply::Fetch(fetch(&shard, fetch_id, max_wait_ms, min_bytes, partitions).await)
+        }
         ShardOp::CancelFetch { fetch_id } => {
             if let Some(cancel) = shard.fetch_cancels.borrow_mut().remove(&fetch_id) {
                 let _ = cancel.send(());
@@ -50,25 +42,17 @@ pub async fn execute(shard: Rc<Shard>, op: ShardOp) -> ShardReply {
             ShardReply::Done
         }
         ShardOp::ListOffsets { partitions } => {
-            let lookups = partitions
-                .into_iter()
-                .map(|(tp, query)| list_offset(&shard, tp, query));
+            let lookups = partitions.into_iter().map(|(tp, query)| list_offset(&shard, tp, query));
             ShardReply::ListOffsets(join_all(lookups).await)
         }
-        ShardOp::PartitionInfo { partitions } => ShardReply::PartitionInfo(
-            partitions
-                .into_iter()
-                .map(|tp| with_partition(&shard, tp, |_| Ok(())))
-                .collect(),
-        ),
+        ShardOp::PartitionInfo { partitions } => {
+            ShardReply::PartitionInfo(partitions.into_iter().map(|tp| with_partition(&shard, tp, |_| Ok(()))).collect())
+        }
         ShardOp::CreateTopic { topic } => super::metadata::create_topic(&shard, topic).await,
         ShardOp::DeleteTopic { name } => super::metadata::delete_topic(&shard, name).await,
         ShardOp::ApplyTopics { table } => match apply_topics(&shard, table).await {
             Ok(()) => ShardReply::Done,
-            Err(message) => ShardReply::Failed {
-                error_code: ErrorCode::StorageError,
-                message,
-            },
+            Err(message) => ShardReply::Failed { error_code: ErrorCode::StorageError, message },
         },
     }
 }
@@ -89,10 +73,7 @@ pub fn storage_error(error: &StorageError) -> (ErrorCode, String) {
 }
 
 fn unknown_partition(tp: &TopicPartition) -> (ErrorCode, String) {
-    (
-        ErrorCode::UnknownTopicOrPartition,
-        format!("unknown topic or partition {}/{}", tp.topic, tp.partition),
-    )
+    (ErrorCode::UnknownTopicOrPartition, format!("unknown topic or partition {}/{}", tp.topic, tp.partition))
 }
 
 /// A result for `tp` computed by `f` from its handle, with the log bounds filled in.
@@ -118,11 +99,7 @@ fn with_partition<T>(
 }
 
 /// Appends one partition's batches in order; the result is the first batch's base offset.
-async fn produce_partition(
-    shard: &Shard,
-    tp: TopicPartition,
-    batches: Vec<Bytes>,
-) -> PartitionResult<u64> {
+async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes>) -> PartitionResult<u64> {
     let Some(handle) = shard.partition(&tp) else {
         return with_partition(shard, tp, |_| Ok(0));
     };
@@ -130,11 +107,7 @@ async fn produce_partition(
     let mut failure = None;
     for batch in batches {
         // The log stamps offsets into its own copy; the received frame stays shared.
-        match handle
-            .log
-            .append(BytesMut::from(&batch[..]), LEADER_EPOCH)
-            .await
-        {
+        match handle.log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await {
             Ok(info) => {
                 first_base.get_or_insert(info.base_offset.0);
             }
@@ -148,10 +121,7 @@ async fn produce_partition(
     let outcome = match (failure, first_base) {
         (Some(error), _) => Err(error),
         (None, Some(base)) => Ok(base),
-        (None, None) => Err((
-            ErrorCode::InvalidRequest,
-            "no batches for the partition".into(),
-        )),
+        (None, None) => Err((ErrorCode::InvalidRequest, "no batches for the partition".into())),
     };
     PartitionResult {
         topic_partition: tp,
@@ -172,10 +142,7 @@ async fn fetch(
 ) -> Vec<PartitionResult<FetchedBatches>> {
     let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
     let (cancel_sender, cancel_receiver) = futures::channel::oneshot::channel::<()>();
-    shard
-        .fetch_cancels
-        .borrow_mut()
-        .insert(fetch_id, cancel_sender);
+    shard.fetch_cancels.borrow_mut().insert(fetch_id, cancel_sender);
     let mut cancel = cancel_receiver.fuse();
     // Bounded: each round either returns or waits for an append, the deadline or a cancel.
     let results = loop {
@@ -186,15 +153,8 @@ async fn fetch(
             .map(|handle| handle.appended.notified())
             .collect();
         let results = join_all(partitions.iter().map(|p| read_partition(shard, p))).await;
-        let total: usize = results
-            .iter()
-            .map(|r| {
-                r.outcome
-                    .as_ref()
-                    .map(FetchedBatches::total_bytes)
-                    .unwrap_or(0)
-            })
-            .sum();
+        let total: usize =
+            results.iter().map(|r| r.outcome.as_ref().map(FetchedBatches::total_bytes).unwrap_or(0)).sum();
         let any_error = results.iter().any(|r| r.outcome.is_err());
         let now = std::time::Instant::now();
         if total >= min_bytes as usize || any_error || now >= deadline || wakeups.is_empty() {
@@ -222,16 +182,10 @@ async fn read_partition(shard: &Shard, op: &FetchPartitionOp) -> PartitionResult
         return with_partition(shard, tp, |_| Ok(FetchedBatches::default()));
     };
     let high_watermark = handle.high_watermark();
-    let outcome = if Offset(op.offset) >= high_watermark
-        && Offset(op.offset) <= handle.log.log_end_offset()
-    {
+    let outcome = if Offset(op.offset) >= high_watermark && Offset(op.offset) <= handle.log.log_end_offset() {
         Ok(FetchedBatches::default()) // caught up: nothing visible yet
     } else {
-        match handle
-            .log
-            .read(Offset(op.offset), op.max_bytes as usize)
-            .await
-        {
+        match handle.log.read(Offset(op.offset), op.max_bytes as usize).await {
             Ok(read) => {
                 // Only what is below the high watermark is visible.
                 let batches = read
@@ -255,11 +209,7 @@ async fn read_partition(shard: &Shard, op: &FetchPartitionOp) -> PartitionResult
     }
 }
 
-async fn list_offset(
-    shard: &Shard,
-    tp: TopicPartition,
-    query: OffsetQuery,
-) -> PartitionResult<(u64, i64)> {
+async fn list_offset(shard: &Shard, tp: TopicPartition, query: OffsetQuery) -> PartitionResult<(u64, i64)> {
     let Some(handle) = shard.partition(&tp) else {
         return with_partition(shard, tp, |_| Ok((0, -1)));
     };
@@ -267,11 +217,7 @@ async fn list_offset(
     let outcome = match query {
         OffsetQuery::Earliest => Ok((handle.log.log_start_offset().0, -1)),
         OffsetQuery::Latest => Ok((high_watermark.0, -1)),
-        OffsetQuery::Timestamp(timestamp) => match handle
-            .log
-            .offset_for_timestamp(TimestampMs(timestamp))
-            .await
-        {
+        OffsetQuery::Timestamp(timestamp) => match handle.log.offset_for_timestamp(TimestampMs(timestamp)).await {
             Ok(Some(offset)) if offset < high_watermark => Ok((offset.0, timestamp)),
             // Every visible record is older: the position after them.
             Ok(_) => Ok((high_watermark.0, -1)),
@@ -291,10 +237,7 @@ async fn list_offset(
 pub async fn apply_topics(shard: &Rc<Shard>, table: Arc<TopicTable>) -> Result<(), String> {
     let settings = shard.settings.clone();
     for (tp, handle) in shard.open_partitions() {
-        if table
-            .get(&tp.topic)
-            .is_none_or(|topic| tp.partition >= topic.partitions)
-        {
+        if table.get(&tp.topic).is_none_or(|topic| tp.partition >= topic.partitions) {
             shard.remove_partition(&tp);
             if let Err(error) = handle.log.close().await {
                 tracing::warn!(topic = %tp.topic, partition = tp.partition, %error, "closing a deleted partition");
@@ -308,10 +251,7 @@ pub async fn apply_topics(shard: &Rc<Shard>, table: Arc<TopicTable>) -> Result<(
     let mut opened = Vec::new();
     for topic in table.iter() {
         for partition in 0..topic.partitions {
-            let tp = TopicPartition {
-                topic: topic.name.clone(),
-                partition,
-            };
+            let tp = TopicPartition { topic: topic.name.clone(), partition };
             if shard.owner_of(&tp) != shard.id || shard.partition(&tp).is_some() {
                 continue;
             }
@@ -360,10 +300,7 @@ pub async fn apply_retention(shard: &Shard) {
 }
 
 /// Waits for `receiver` or returns `None` after `timeout`.
-pub async fn with_timeout<T>(
-    timeout: Duration,
-    future: impl std::future::Future<Output = T>,
-) -> Option<T> {
+pub async fn with_timeout<T>(timeout: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
     let timer = glommio::timer::sleep(timeout);
     futures::pin_mut!(future, timer);
     match select(future, timer).await {

@@ -36,11 +36,7 @@ pub struct MeshRouter {
 
 impl MeshRouter {
     pub fn new(senders: Senders<MeshMessage>) -> Rc<Self> {
-        Rc::new(MeshRouter {
-            senders,
-            pending: RefCell::new(HashMap::new()),
-            next_id: Cell::new(0),
-        })
+        Rc::new(MeshRouter { senders, pending: RefCell::new(HashMap::new()), next_id: Cell::new(0) })
     }
 
     pub fn shard_id(&self) -> ShardId {
@@ -53,12 +49,7 @@ impl MeshRouter {
         self.next_id.set(id.wrapping_add(1));
         let (sender, receiver) = oneshot::channel();
         self.pending.borrow_mut().insert(id, sender);
-        if self
-            .senders
-            .send_to(to.0, MeshMessage::Request { id, op })
-            .await
-            .is_err()
-        {
+        if self.senders.send_to(to.0, MeshMessage::Request { id, op }).await.is_err() {
             self.pending.borrow_mut().remove(&id);
             return unreachable_shard(to);
         }
@@ -67,12 +58,7 @@ impl MeshRouter {
 
     /// Sends a reply back to the shard that asked.
     pub async fn reply(&self, to: ShardId, id: u64, reply: ShardReply) {
-        if self
-            .senders
-            .send_to(to.0, MeshMessage::Reply { id, reply })
-            .await
-            .is_err()
-        {
+        if self.senders.send_to(to.0, MeshMessage::Reply { id, reply }).await.is_err() {
             tracing::debug!(shard = %to, "reply dropped: the asking shard is gone");
         }
     }
@@ -102,11 +88,8 @@ fn unreachable_shard(to: ShardId) -> ShardReply {
 
 /// Runs until every peer closed its sender: executes incoming requests with `execute` (each as
 /// its own task) and completes local calls with incoming replies.
-pub async fn serve_mesh<F, Fut>(
-    router: Rc<MeshRouter>,
-    mut receivers: Receivers<MeshMessage>,
-    execute: F,
-) where
+pub async fn serve_mesh<F, Fut>(router: Rc<MeshRouter>, mut receivers: Receivers<MeshMessage>, execute: F)
+where
     F: Fn(ShardOp) -> Fut + Clone + 'static,
     Fut: std::future::Future<Output = ShardReply> + 'static,
 {

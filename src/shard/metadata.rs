@@ -53,23 +53,11 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> ShardReply {
 /// Persists `table` and makes every shard adopt it.
 async fn publish(shard: &Rc<Shard>, table: TopicTable) -> ShardReply {
     if let Err(error) = table.persist(&shard.settings.data_dir) {
-        return ShardReply::Failed {
-            error_code: ErrorCode::StorageError,
-            message: error.to_string(),
-        };
+        return ShardReply::Failed { error_code: ErrorCode::StorageError, message: error.to_string() };
     }
     let table = Arc::new(table);
     let shards = (0..shard.settings.shard_count).map(ShardId);
-    let replies = join_all(shards.map(|id| {
-        run_on(
-            shard,
-            id,
-            ShardOp::ApplyTopics {
-                table: table.clone(),
-            },
-        )
-    }))
-    .await;
+    let replies = join_all(shards.map(|id| run_on(shard, id, ShardOp::ApplyTopics { table: table.clone() }))).await;
     let failures: Vec<String> = replies
         .into_iter()
         .filter_map(|reply| match reply {
@@ -81,16 +69,10 @@ async fn publish(shard: &Rc<Shard>, table: TopicTable) -> ShardReply {
     if failures.is_empty() {
         ShardReply::Done
     } else {
-        ShardReply::Failed {
-            error_code: ErrorCode::StorageError,
-            message: failures.join("; "),
-        }
+        ShardReply::Failed { error_code: ErrorCode::StorageError, message: failures.join("; ") }
     }
 }
 
 fn shutting_down() -> ShardReply {
-    ShardReply::Failed {
-        error_code: ErrorCode::BrokerShuttingDown,
-        message: "the broker is shutting down".into(),
-    }
+    ShardReply::Failed { error_code: ErrorCode::BrokerShuttingDown, message: "the broker is shutting down".into() }
 }

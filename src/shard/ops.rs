@@ -32,21 +32,29 @@ pub enum ShardOp {
         partitions: Vec<FetchPartitionOp>,
     },
     /// Ends the wait of an earlier `Fetch` at once.
-    CancelFetch { fetch_id: u64 },
+    CancelFetch {
+        fetch_id: u64,
+    },
     ListOffsets {
         partitions: Vec<(TopicPartition, OffsetQuery)>,
     },
     /// Log start offset and high watermark of each partition.
-    PartitionInfo { partitions: Vec<TopicPartition> },
+    PartitionInfo {
+        partitions: Vec<TopicPartition>,
+    },
     /// On shard 0, the metadata owner: add a topic, persist the table, have every shard adopt it.
     CreateTopic {
         topic: crate::server::topics::TopicConfig,
     },
     /// On shard 0: remove a topic, persist the table, have every shard close and delete its logs.
-    DeleteTopic { name: String },
+    DeleteTopic {
+        name: String,
+    },
     /// Adopt this topic table: open the logs of new partitions this shard owns, close and
     /// delete those of deleted topics.
-    ApplyTopics { table: Arc<TopicTable> },
+    ApplyTopics {
+        table: Arc<TopicTable>,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -44,21 +44,11 @@ mod tests {
         // The published FNV-1a 64 test vectors.
         assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
-        let shards: Vec<usize> = (0..4)
-            .map(|p| owner_shard("orders", PartitionId(p), 4).0)
-            .collect();
+        let shards: Vec<usize> = (0..4).map(|p| owner_shard("orders", PartitionId(p), 4).0).collect();
         let mut sorted = shards.clone();
         sorted.sort();
-        assert_eq!(
-            sorted,
-            vec![0, 1, 2, 3],
-            "4 partitions over 4 shards: one each"
-        );
+        assert_eq!(sorted, vec![0, 1, 2, 3], "4 partitions over 4 shards: one each");
         assert_eq!(owner_shard("orders", PartitionId(7), 1), ShardId(0));
-        assert_eq!(
-            owner_shard("orders", PartitionId(7), 0),
-            ShardId(0),
-            "no shards counts as one"
-        );
+        assert_eq!(owner_shard("orders", PartitionId(7), 0), ShardId(0), "no shards counts as one");
     }
 }

@@ -44,11 +44,7 @@ pub struct PartitionHandle {
 
 impl PartitionHandle {
     pub fn new(log: Rc<PartitionLog>, durability: Durability) -> Self {
-        PartitionHandle {
-            log,
-            appended: LocalNotify::default(),
-            durability,
-        }
+        PartitionHandle { log, appended: LocalNotify::default(), durability }
     }
 
     /// The offset up to which consumers may read. With `--fsync always` it is the durable
@@ -106,11 +102,7 @@ impl Shard {
     }
 
     pub fn owner_of(&self, topic_partition: &TopicPartition) -> ShardId {
-        owner_shard(
-            &topic_partition.topic,
-            PartitionId(topic_partition.partition),
-            self.settings.shard_count,
-        )
+        owner_shard(&topic_partition.topic, PartitionId(topic_partition.partition), self.settings.shard_count)
     }
 
     pub fn partition(&self, topic_partition: &TopicPartition) -> Option<Rc<PartitionHandle>> {
@@ -121,20 +113,13 @@ impl Shard {
         self.partitions.borrow_mut().insert(topic_partition, handle);
     }
 
-    pub fn remove_partition(
-        &self,
-        topic_partition: &TopicPartition,
-    ) -> Option<Rc<PartitionHandle>> {
+    pub fn remove_partition(&self, topic_partition: &TopicPartition) -> Option<Rc<PartitionHandle>> {
         self.partitions.borrow_mut().remove(topic_partition)
     }
 
     /// Every partition this shard has open.
     pub fn open_partitions(&self) -> Vec<(TopicPartition, Rc<PartitionHandle>)> {
-        self.partitions
-            .borrow()
-            .iter()
-            .map(|(tp, handle)| (tp.clone(), handle.clone()))
-            .collect()
+        self.partitions.borrow().iter().map(|(tp, handle)| (tp.clone(), handle.clone())).collect()
     }
 
     /// A fetch id unique across shards: the shard in the top bits.

@@ -41,9 +41,7 @@ impl FromStr for Durability {
             "never" => Ok(Durability::Never),
             _ => match text.strip_prefix("interval:").map(str::parse::<u64>) {
                 Some(Ok(ms)) if ms >= 1 => Ok(Durability::IntervalMs(ms)),
-                _ => Err(format!(
-                    "invalid durability {text:?}: expected always, never or interval:<ms> with ms >= 1"
-                )),
+                _ => Err(format!("invalid durability {text:?}: expected always, never or interval:<ms> with ms >= 1")),
             },
         }
     }
@@ -140,15 +138,7 @@ mod tests {
 
     #[test]
     fn durability_rejects_bad_text() {
-        for text in [
-            "",
-            "Always",
-            "interval:",
-            "interval:0",
-            "interval:-1",
-            "interval:x",
-            "sometimes",
-        ] {
+        for text in ["", "Always", "interval:", "interval:0", "interval:-1", "interval:x", "sometimes"] {
             assert!(text.parse::<Durability>().is_err(), "{text:?} was accepted");
         }
     }
@@ -156,15 +146,9 @@ mod tests {
     #[test]
     fn default_config_is_valid_and_bad_ones_are_refused() {
         assert!(LogConfig::default().validate().is_ok());
-        let tiny = LogConfig {
-            segment_bytes: 10,
-            ..LogConfig::default()
-        };
+        let tiny = LogConfig { segment_bytes: 10, ..LogConfig::default() };
         assert!(tiny.validate().is_err());
-        let odd_buffer = LogConfig {
-            write_buffer_bytes: 5000,
-            ..LogConfig::default()
-        };
+        let odd_buffer = LogConfig { write_buffer_bytes: 5000, ..LogConfig::default() };
         assert!(odd_buffer.validate().is_err());
     }
 }

@@ -20,8 +20,7 @@ pub struct DataDirLock {
 impl DataDirLock {
     /// Creates `dir` if needed and takes the lock, or fails at once if another process has it.
     pub fn acquire(dir: &Path) -> StorageResult<DataDirLock> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StorageError::io("creating data directory", dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io("creating data directory", dir, e))?;
         let path = dir.join(LOCK_FILE_NAME);
         let file = OpenOptions::new()
             .create(true)
@@ -61,10 +60,7 @@ mod tests {
         let first = DataDirLock::acquire(dir.path()).unwrap();
         // flock locks belong to the open file description, so a second open in the same
         // process conflicts just as another process would.
-        assert!(matches!(
-            DataDirLock::acquire(dir.path()),
-            Err(StorageError::Locked { .. })
-        ));
+        assert!(matches!(DataDirLock::acquire(dir.path()), Err(StorageError::Locked { .. })));
         drop(first);
         assert!(DataDirLock::acquire(dir.path()).is_ok());
     }

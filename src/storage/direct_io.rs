@@ -29,15 +29,12 @@ thread_local! {
 /// network and overlay filesystems). Cheap after the first call for a device on a thread.
 pub async fn check_direct_io(dir: &Path) -> StorageResult<()> {
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io("creating directory", dir, e))?;
-    let device = std::fs::metadata(dir)
-        .map_err(|e| StorageError::io("reading metadata of", dir, e))?
-        .dev();
+    let device = std::fs::metadata(dir).map_err(|e| StorageError::io("reading metadata of", dir, e))?.dev();
     if CHECKED_DEVICES.with(|checked| checked.borrow().contains(&device)) {
         return Ok(());
     }
     let path = dir.join(PROBE_FILE_NAME);
-    std::fs::write(&path, [0xA5u8; PROBE_BYTES])
-        .map_err(|e| StorageError::io("writing probe file", &path, e))?;
+    std::fs::write(&path, [0xA5u8; PROBE_BYTES]).map_err(|e| StorageError::io("writing probe file", &path, e))?;
     let result = read_back(&path).await;
     let _ = std::fs::remove_file(&path);
     result?;
@@ -46,9 +43,7 @@ pub async fn check_direct_io(dir: &Path) -> StorageResult<()> {
 }
 
 async fn read_back(path: &Path) -> StorageResult<()> {
-    let file = DmaFile::open(path)
-        .await
-        .map_err(|e| StorageError::io("opening with O_DIRECT", path, e))?;
+    let file = DmaFile::open(path).await.map_err(|e| StorageError::io("opening with O_DIRECT", path, e))?;
     let read = file.read_at_aligned(0, PROBE_BYTES).await;
     let _ = file.close().await;
     let read = read.map_err(|e| StorageError::io("reading with O_DIRECT", path, e))?;

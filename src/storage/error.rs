@@ -22,24 +22,13 @@ pub enum StorageError {
     #[error("partition log {path} is poisoned by an earlier I/O failure ({cause}); reopen it")]
     Poisoned { path: PathBuf, cause: String },
     #[error("offset {requested} is out of range: the log holds [{log_start}, {log_end})")]
-    OffsetOutOfRange {
-        requested: Offset,
-        log_start: Offset,
-        log_end: Offset,
-    },
+    OffsetOutOfRange { requested: Offset, log_start: Offset, log_end: Offset },
     #[error("invalid batch: {0}")]
     InvalidBatch(#[from] BatchError),
     #[error("batch of {batch_bytes} bytes does not fit in a segment of {segment_bytes} bytes")]
-    BatchLargerThanSegment {
-        batch_bytes: usize,
-        segment_bytes: u64,
-    },
+    BatchLargerThanSegment { batch_bytes: usize, segment_bytes: u64 },
     #[error("corrupt data in {path} at position {position}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        position: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("data directory {path} is locked by another process ({detail})")]
     Locked { path: PathBuf, detail: String },
     #[error("invalid log configuration: {0}")]
@@ -49,16 +38,8 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub fn io(
-        operation: &'static str,
-        path: impl Into<PathBuf>,
-        source: impl Into<io::Error>,
-    ) -> Self {
-        StorageError::Io {
-            operation,
-            path: path.into(),
-            source: source.into(),
-        }
+    pub fn io(operation: &'static str, path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Self {
+        StorageError::Io { operation, path: path.into(), source: source.into() }
     }
 }
 

@@ -42,10 +42,7 @@ pub struct OffsetIndex {
 
 impl OffsetIndex {
     pub fn new(base_offset: Offset) -> Self {
-        OffsetIndex {
-            base_offset,
-            entries: Vec::new(),
-        }
+        OffsetIndex { base_offset, entries: Vec::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -74,28 +71,20 @@ impl OffsetIndex {
     /// offset is before the first entry (scan from position 0).
     pub fn floor(&self, offset: Offset) -> Option<IndexEntry> {
         let relative = relative_offset(self.base_offset, offset)?;
-        let after = self
-            .entries
-            .partition_point(|&(entry, _)| entry <= relative);
+        let after = self.entries.partition_point(|&(entry, _)| entry <= relative);
         let (entry, position) = *self.entries.get(after.checked_sub(1)?)?;
-        Some(IndexEntry {
-            offset: self.base_offset.plus(u64::from(entry)),
-            position,
-        })
+        Some(IndexEntry { offset: self.base_offset.plus(u64::from(entry)), position })
     }
 
     pub fn last(&self) -> Option<IndexEntry> {
-        self.entries.last().map(|&(entry, position)| IndexEntry {
-            offset: self.base_offset.plus(u64::from(entry)),
-            position,
-        })
+        self.entries
+            .last()
+            .map(|&(entry, position)| IndexEntry { offset: self.base_offset.plus(u64::from(entry)), position })
     }
 
     /// Drops every entry at or after `position` (the log was cut there).
     pub fn truncate_to_position(&mut self, position: u32) {
-        let keep = self
-            .entries
-            .partition_point(|&(_, entry_position)| entry_position < position);
+        let keep = self.entries.partition_point(|&(_, entry_position)| entry_position < position);
         self.entries.truncate(keep);
     }
 
@@ -110,10 +99,7 @@ impl OffsetIndex {
 
     pub fn decode(base_offset: Offset, bytes: &[u8]) -> Result<Self, IndexError> {
         if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
-            return Err(IndexError::RaggedLength {
-                length: bytes.len(),
-                entry_bytes: OFFSET_ENTRY_BYTES,
-            });
+            return Err(IndexError::RaggedLength { length: bytes.len(), entry_bytes: OFFSET_ENTRY_BYTES });
         }
         let mut entries: Vec<(u32, u32)> = Vec::with_capacity(bytes.len() / OFFSET_ENTRY_BYTES);
         for (entry, chunk) in bytes.chunks_exact(OFFSET_ENTRY_BYTES).enumerate() {
@@ -126,10 +112,7 @@ impl OffsetIndex {
             }
             entries.push((relative, position));
         }
-        Ok(OffsetIndex {
-            base_offset,
-            entries,
-        })
+        Ok(OffsetIndex { base_offset, entries })
     }
 }
 
@@ -144,10 +127,7 @@ pub struct TimeIndex {
 
 impl TimeIndex {
     pub fn new(base_offset: Offset) -> Self {
-        TimeIndex {
-            base_offset,
-            entries: Vec::new(),
-        }
+        TimeIndex { base_offset, entries: Vec::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -176,17 +156,13 @@ impl TimeIndex {
     /// the last entry whose max timestamp is still below `target` (every batch before it is
     /// older), or `None` to scan from the segment's start.
     pub fn scan_start(&self, target: TimestampMs) -> Option<Offset> {
-        let below = self
-            .entries
-            .partition_point(|&(timestamp, _)| timestamp < target.0);
+        let below = self.entries.partition_point(|&(timestamp, _)| timestamp < target.0);
         let (_, relative) = *self.entries.get(below.checked_sub(1)?)?;
         Some(self.base_offset.plus(u64::from(relative)))
     }
 
     pub fn max_timestamp(&self) -> Option<TimestampMs> {
-        self.entries
-            .last()
-            .map(|&(timestamp, _)| TimestampMs(timestamp))
+        self.entries.last().map(|&(timestamp, _)| TimestampMs(timestamp))
     }
 
     /// Drops every entry at or after `offset` (the log was cut there).
@@ -210,10 +186,7 @@ impl TimeIndex {
 
     pub fn decode(base_offset: Offset, bytes: &[u8]) -> Result<Self, IndexError> {
         if bytes.len() % TIME_ENTRY_BYTES != 0 {
-            return Err(IndexError::RaggedLength {
-                length: bytes.len(),
-                entry_bytes: TIME_ENTRY_BYTES,
-            });
+            return Err(IndexError::RaggedLength { length: bytes.len(), entry_bytes: TIME_ENTRY_BYTES });
         }
         let mut entries: Vec<(i64, u32)> = Vec::with_capacity(bytes.len() / TIME_ENTRY_BYTES);
         for (entry, chunk) in bytes.chunks_exact(TIME_ENTRY_BYTES).enumerate() {
@@ -228,10 +201,7 @@ impl TimeIndex {
             }
             entries.push((timestamp, relative));
         }
-        Ok(TimeIndex {
-            base_offset,
-            entries,
-        })
+        Ok(TimeIndex { base_offset, entries })
     }
 }
 
@@ -264,19 +234,10 @@ mod tests {
     fn floor_finds_the_entry_to_scan_from() {
         let index = sample_index();
         assert_eq!(index.floor(Offset(99)), None);
-        assert_eq!(
-            index.floor(Offset(100)),
-            Some(IndexEntry {
-                offset: Offset(100),
-                position: 0
-            })
-        );
+        assert_eq!(index.floor(Offset(100)), Some(IndexEntry { offset: Offset(100), position: 0 }));
         assert_eq!(index.floor(Offset(109)).map(|e| e.position), Some(0));
         assert_eq!(index.floor(Offset(110)).map(|e| e.position), Some(4096));
-        assert_eq!(
-            index.floor(Offset(1_000_000)).map(|e| e.position),
-            Some(9000)
-        );
+        assert_eq!(index.floor(Offset(1_000_000)).map(|e| e.position), Some(9000));
     }
 
     #[test]
@@ -295,13 +256,7 @@ mod tests {
         assert_eq!(decoded.entries, index.entries);
         let mut cut = decoded;
         cut.truncate_to_position(4096);
-        assert_eq!(
-            cut.last(),
-            Some(IndexEntry {
-                offset: Offset(100),
-                position: 0
-            })
-        );
+        assert_eq!(cut.last(), Some(IndexEntry { offset: Offset(100), position: 0 }));
     }
 
     #[test]
@@ -313,10 +268,7 @@ mod tests {
         ));
         let mut swapped = bytes[8..16].to_vec();
         swapped.extend_from_slice(&bytes[0..8]);
-        assert!(matches!(
-            OffsetIndex::decode(Offset(0), &swapped),
-            Err(IndexError::NotIncreasing { .. })
-        ));
+        assert!(matches!(OffsetIndex::decode(Offset(0), &swapped), Err(IndexError::NotIncreasing { .. })));
     }
 
     #[test]

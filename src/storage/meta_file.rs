@@ -59,22 +59,15 @@ pub fn read_log_start(dir: &Path) -> StorageResult<Option<Offset>> {
         return Ok(None);
     };
     let text = String::from_utf8_lossy(&bytes);
-    text.trim()
-        .parse::<u64>()
-        .map(|value| Some(Offset(value)))
-        .map_err(|e| StorageError::Corrupt {
-            path: dir.join(LOG_START_FILE_NAME),
-            position: 0,
-            reason: format!("not a decimal offset: {e}"),
-        })
+    text.trim().parse::<u64>().map(|value| Some(Offset(value))).map_err(|e| StorageError::Corrupt {
+        path: dir.join(LOG_START_FILE_NAME),
+        position: 0,
+        reason: format!("not a decimal offset: {e}"),
+    })
 }
 
 pub fn write_log_start(dir: &Path, offset: Offset) -> StorageResult<()> {
-    write_atomically(
-        dir,
-        LOG_START_FILE_NAME,
-        format!("{}\n", offset.0).as_bytes(),
-    )
+    write_atomically(dir, LOG_START_FILE_NAME, format!("{}\n", offset.0).as_bytes())
 }
 
 /// What a clean close recorded about the active segment.
@@ -87,11 +80,7 @@ pub struct CleanShutdown {
 
 impl CleanShutdown {
     pub fn encode(&self) -> Vec<u8> {
-        format!(
-            "{} {} {}\n",
-            self.active_base_offset.0, self.active_size_bytes, self.next_offset.0
-        )
-        .into_bytes()
+        format!("{} {} {}\n", self.active_base_offset.0, self.active_size_bytes, self.next_offset.0).into_bytes()
     }
 
     /// `None` for anything but three decimal numbers: the marker is then ignored and the
@@ -119,19 +108,12 @@ mod tests {
         write_log_start(dir.path(), Offset(42)).unwrap();
         assert_eq!(read_log_start(dir.path()).unwrap(), Some(Offset(42)));
         fs::write(dir.path().join(LOG_START_FILE_NAME), b"forty-two").unwrap();
-        assert!(matches!(
-            read_log_start(dir.path()),
-            Err(StorageError::Corrupt { .. })
-        ));
+        assert!(matches!(read_log_start(dir.path()), Err(StorageError::Corrupt { .. })));
     }
 
     #[test]
     fn clean_shutdown_marker_round_trips_and_rejects_garbage() {
-        let marker = CleanShutdown {
-            active_base_offset: Offset(5),
-            active_size_bytes: 4096,
-            next_offset: Offset(9),
-        };
+        let marker = CleanShutdown { active_base_offset: Offset(5), active_size_bytes: 4096, next_offset: Offset(9) };
         assert_eq!(CleanShutdown::decode(&marker.encode()), Some(marker));
         for garbage in [&b""[..], b"1 2", b"1 2 3 4", b"a b c", &[0xff, 0xfe]] {
             assert_eq!(CleanShutdown::decode(garbage), None);

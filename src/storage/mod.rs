@@ -35,8 +35,5 @@ use crate::model::PartitionId;
 /// `<data dir>/topics/<topic>/<partition>`: where a partition's log lives, whatever shard
 /// owns it.
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: PartitionId) -> PathBuf {
-    data_dir
-        .join("topics")
-        .join(topic)
-        .join(partition.0.to_string())
+    data_dir.join("topics").join(topic).join(partition.0.to_string())
 }

@@ -45,10 +45,7 @@ impl std::fmt::Display for ScanStop {
             ScanStop::EndOfData => f.write_str("end of written data"),
             ScanStop::Corrupt(error) => write!(f, "corrupt batch: {error}"),
             ScanStop::UnexpectedOffset { expected, found } => {
-                write!(
-                    f,
-                    "batch has base offset {found}, expected {expected} (stale data)"
-                )
+                write!(f, "batch has base offset {found}, expected {expected} (stale data)")
             }
         }
     }
@@ -70,12 +67,7 @@ pub struct ChunkScan {
 /// Scans `chunk`, which starts at file position `position` with a batch whose base offset must
 /// be `expected_offset`. Stops at the end of the chunk, at the first bad batch, or once
 /// `max_batches` were found.
-pub fn scan_chunk(
-    chunk: &[u8],
-    position: u64,
-    mut expected_offset: Offset,
-    max_batches: usize,
-) -> ChunkScan {
+pub fn scan_chunk(chunk: &[u8], position: u64, mut expected_offset: Offset, max_batches: usize) -> ChunkScan {
     let mut scan = ChunkScan::default();
     while scan.batches.len() < max_batches {
         let rest = &chunk[scan.consumed_bytes..];
@@ -109,10 +101,7 @@ pub fn scan_chunk(
             }
         };
         if header.base_offset != expected_offset {
-            scan.stop = Some(ScanStop::UnexpectedOffset {
-                expected: expected_offset,
-                found: header.base_offset,
-            });
+            scan.stop = Some(ScanStop::UnexpectedOffset { expected: expected_offset, found: header.base_offset });
             break;
         }
         let next_offset = header.next_offset();

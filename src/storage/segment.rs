@@ -70,11 +70,7 @@ pub struct Segment {
 
 impl Segment {
     /// Creates an empty segment file named by `base_offset` and pre-allocates it.
-    pub async fn create(
-        dir: &Path,
-        base_offset: Offset,
-        preallocate_bytes: u64,
-    ) -> StorageResult<Segment> {
+    pub async fn create(dir: &Path, base_offset: Offset, preallocate_bytes: u64) -> StorageResult<Segment> {
         let log_path = dir.join(segment_file_name(base_offset, "log"));
         let file = OpenOptions::new()
             .create(true)
@@ -85,9 +81,7 @@ impl Segment {
             .await
             .map_err(|e| StorageError::io("creating segment", &log_path, e))?;
         let mut segment = Segment::with_file(base_offset, file, log_path, 0);
-        segment
-            .ensure_allocated(preallocate_bytes, preallocate_bytes)
-            .await?;
+        segment.ensure_allocated(preallocate_bytes, preallocate_bytes).await?;
         Ok(segment)
     }
 
@@ -100,21 +94,13 @@ impl Segment {
             .dma_open(&log_path)
             .await
             .map_err(|e| StorageError::io("opening segment", &log_path, e))?;
-        let file_bytes = file
-            .file_size()
-            .await
-            .map_err(|e| StorageError::io("sizing segment", &log_path, e))?;
+        let file_bytes = file.file_size().await.map_err(|e| StorageError::io("sizing segment", &log_path, e))?;
         let mut segment = Segment::with_file(base_offset, file, log_path, file_bytes);
         segment.allocated_bytes = file_bytes;
         Ok(segment)
     }
 
-    fn with_file(
-        base_offset: Offset,
-        file: DmaFile,
-        log_path: PathBuf,
-        size_bytes: u64,
-    ) -> Segment {
+    fn with_file(base_offset: Offset, file: DmaFile, log_path: PathBuf, size_bytes: u64) -> Segment {
         Segment {
             base_offset,
             file: Rc::new(file),
@@ -140,16 +126,9 @@ impl Segment {
 
     /// Accounts for a batch appended at the logical end: size, next offset, indexes.
     pub fn record_batch(&mut self, batch: &ScannedBatch, index_interval_bytes: u32) {
-        debug_assert_eq!(
-            batch.position, self.size_bytes,
-            "batches are appended back to back"
-        );
-        debug_assert_eq!(
-            batch.base_offset, self.next_offset,
-            "offsets are contiguous"
-        );
-        if self.index.is_empty() || self.bytes_since_index_entry >= u64::from(index_interval_bytes)
-        {
+        debug_assert_eq!(batch.position, self.size_bytes, "batches are appended back to back");
+        debug_assert_eq!(batch.base_offset, self.next_offset, "offsets are contiguous");
+        if self.index.is_empty() || self.bytes_since_index_entry >= u64::from(index_interval_bytes) {
             if let Ok(position) = u32::try_from(batch.position) {
                 self.index.push(batch.base_offset, position);
             }
@@ -159,10 +138,7 @@ impl Segment {
         self.bytes_since_index_entry += u64::from(batch.length);
         self.size_bytes = batch.position + u64::from(batch.length);
         self.next_offset = batch.next_offset;
-        if self
-            .max_timestamp
-            .is_none_or(|max| batch.max_timestamp > max)
-        {
+        if self.max_timestamp.is_none_or(|max| batch.max_timestamp > max) {
             self.max_timestamp = Some(batch.max_timestamp);
             self.time_index.push(batch.max_timestamp, batch.base_offset);
         }
@@ -171,11 +147,7 @@ impl Segment {
     /// Grows the file's allocation so that it covers `needed_bytes`, in steps of `step_bytes`.
     /// fallocate without KEEP_SIZE: the file size moves now, so a later fdatasync has no size
     /// to update.
-    pub async fn ensure_allocated(
-        &mut self,
-        needed_bytes: u64,
-        step_bytes: u64,
-    ) -> StorageResult<()> {
+    pub async fn ensure_allocated(&mut self, needed_bytes: u64, step_bytes: u64) -> StorageResult<()> {
         if needed_bytes <= self.allocated_bytes {
             return Ok(());
         }
@@ -192,29 +164,20 @@ impl Segment {
     /// A handle for reading the file without borrowing the segment (reads await; the log's
     /// state must not stay borrowed meanwhile).
     pub fn reader(&self) -> SegmentReader {
-        SegmentReader {
-            file: self.file.clone(),
-            log_path: self.log_path.clone(),
-        }
+        SegmentReader { file: self.file.clone(), log_path: self.log_path.clone() }
     }
 
     /// Loads the `.index` / `.timeindex` files if they are present and well formed. Returns
     /// false when they are not (the caller then rebuilds them by a scan).
     pub fn load_indexes(&mut self) -> bool {
-        let (Ok(offsets), Ok(times)) = (
-            std::fs::read(self.path_with_extension("index")),
-            std::fs::read(self.path_with_extension("timeindex")),
-        ) else {
+        let (Ok(offsets), Ok(times)) =
+            (std::fs::read(self.path_with_extension("index")), std::fs::read(self.path_with_extension("timeindex")))
+        else {
             return false;
         };
-        match (
-            OffsetIndex::decode(self.base_offset, &offsets),
-            TimeIndex::decode(self.base_offset, &times),
-        ) {
+        match (OffsetIndex::decode(self.base_offset, &offsets), TimeIndex::decode(self.base_offset, &times)) {
             (Ok(index), Ok(time_index)) => {
-                let fits = index
-                    .last()
-                    .is_none_or(|entry| u64::from(entry.position) < self.size_bytes.max(1));
+                let fits = index.last().is_none_or(|entry| u64::from(entry.position) < self.size_bytes.max(1));
                 if !fits {
                     return false;
                 }
@@ -266,15 +229,9 @@ impl Segment {
 
     /// Cuts the file at `position`: the bytes after it are gone for good, even after a crash.
     pub async fn truncate_file(&mut self, position: u64) -> StorageResult<()> {
-        self.file
-            .truncate(position)
-            .await
-            .map_err(|e| StorageError::io("truncating segment", &self.log_path, e))?;
+        self.file.truncate(position).await.map_err(|e| StorageError::io("truncating segment", &self.log_path, e))?;
         self.allocated_bytes = position;
-        self.file
-            .fdatasync()
-            .await
-            .map_err(|e| StorageError::io("syncing segment", &self.log_path, e))
+        self.file.fdatasync().await.map_err(|e| StorageError::io("syncing segment", &self.log_path, e))
     }
 
     /// Allocates an aligned buffer usable for this file's O_DIRECT writes.
@@ -303,10 +260,7 @@ impl SegmentReader {
             .map_err(|e| StorageError::io("reading segment", &self.log_path, e))?;
         let skip = (position - start) as usize;
         let available = read.len().saturating_sub(skip).min(length);
-        Ok(read
-            .get(skip..skip + available)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default())
+        Ok(read.get(skip..skip + available).map(<[u8]>::to_vec).unwrap_or_default())
     }
 
     /// Walks the valid batches from `position` (where the batch with base offset
@@ -359,8 +313,5 @@ impl SegmentReader {
 }
 
 fn torn(needed: u32, available: u64) -> ScanStop {
-    ScanStop::Corrupt(super::batch::BatchError::TooShort {
-        needed: needed as usize,
-        got: available as usize,
-    })
+    ScanStop::Corrupt(super::batch::BatchError::TooShort { needed: needed as usize, got: available as usize })
 }

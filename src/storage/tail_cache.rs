@@ -24,10 +24,7 @@ pub struct TailCacheBudget {
 
 impl TailCacheBudget {
     pub fn new(limit_bytes: usize) -> Rc<Self> {
-        Rc::new(TailCacheBudget {
-            limit_bytes,
-            used_bytes: Cell::new(0),
-        })
+        Rc::new(TailCacheBudget { limit_bytes, used_bytes: Cell::new(0) })
     }
 
     pub fn used_bytes(&self) -> usize {
@@ -60,10 +57,7 @@ pub struct TailCache {
 
 impl TailCache {
     pub fn new(budget: Rc<TailCacheBudget>) -> Self {
-        TailCache {
-            budget,
-            batches: VecDeque::new(),
-        }
+        TailCache { budget, batches: VecDeque::new() }
     }
 
     /// The first offset the cache can serve, if any.
@@ -81,18 +75,9 @@ impl TailCache {
 
     /// Adds the batch `[base_offset, next_offset)`, which must follow the cached ones.
     pub fn push(&mut self, base_offset: Offset, next_offset: Offset, bytes: Bytes) {
-        debug_assert!(self
-            .batches
-            .back()
-            .is_none_or(|last| last.next_offset == base_offset));
-        self.budget
-            .used_bytes
-            .set(self.budget.used_bytes.get() + bytes.len());
-        self.batches.push_back(CachedBatch {
-            base_offset,
-            next_offset,
-            bytes,
-        });
+        debug_assert!(self.batches.back().is_none_or(|last| last.next_offset == base_offset));
+        self.budget.used_bytes.set(self.budget.used_bytes.get() + bytes.len());
+        self.batches.push_back(CachedBatch { base_offset, next_offset, bytes });
     }
 
     /// While the shard is over its budget, drops this partition's oldest batches that end at or
@@ -113,9 +98,7 @@ impl TailCache {
         if offset < first {
             return None;
         }
-        let start = self
-            .batches
-            .partition_point(|batch| batch.next_offset <= offset);
+        let start = self.batches.partition_point(|batch| batch.next_offset <= offset);
         if start == self.batches.len() {
             return None;
         }
@@ -134,11 +117,7 @@ impl TailCache {
     /// Drops every batch at or after `offset` (the log was truncated there). A batch that
     /// straddles `offset` is dropped too.
     pub fn truncate_from(&mut self, offset: Offset) {
-        while self
-            .batches
-            .back()
-            .is_some_and(|batch| batch.next_offset > offset)
-        {
+        while self.batches.back().is_some_and(|batch| batch.next_offset > offset) {
             if let Some(batch) = self.batches.pop_back() {
                 self.release(batch.bytes.len());
             }
@@ -147,11 +126,7 @@ impl TailCache {
 
     /// Drops every batch that ends at or before `offset` (retention moved the log start).
     pub fn drop_below(&mut self, offset: Offset) {
-        while self
-            .batches
-            .front()
-            .is_some_and(|batch| batch.next_offset <= offset)
-        {
+        while self.batches.front().is_some_and(|batch| batch.next_offset <= offset) {
             self.pop_front();
         }
     }
@@ -163,9 +138,7 @@ impl TailCache {
     }
 
     fn release(&self, bytes: usize) {
-        self.budget
-            .used_bytes
-            .set(self.budget.used_bytes.get().saturating_sub(bytes));
+        self.budget.used_bytes.set(self.budget.used_bytes.get().saturating_sub(bytes));
     }
 }
 
@@ -198,11 +171,7 @@ mod tests {
         let cache = filled(&budget);
         assert_eq!(cache.read(Offset(15), 1000).map(|b| b.len()), Some(2));
         assert_eq!(cache.read(Offset(0), 150).map(|b| b.len()), Some(1));
-        assert_eq!(
-            cache.read(Offset(0), 1).map(|b| b.len()),
-            Some(1),
-            "at least one batch"
-        );
+        assert_eq!(cache.read(Offset(0), 1).map(|b| b.len()), Some(1), "at least one batch");
         assert_eq!(cache.read(Offset(30), 1000), None);
     }
 
@@ -211,11 +180,7 @@ mod tests {
         let budget = TailCacheBudget::new(150);
         let mut cache = filled(&budget);
         cache.evict(Offset(10));
-        assert_eq!(
-            cache.first_offset(),
-            Some(Offset(10)),
-            "only the written batch may go"
-        );
+        assert_eq!(cache.first_offset(), Some(Offset(10)), "only the written batch may go");
         cache.evict(Offset(30));
         assert_eq!(budget.used_bytes(), 100);
         assert_eq!(cache.first_offset(), Some(Offset(20)));

@@ -36,12 +36,7 @@ impl WriteBuffer {
         debug_assert_eq!(partial_page.len(), len);
         debug_assert!(buffer.len() >= 2 * PAGE_BYTES && buffer.len() % PAGE_BYTES == 0);
         buffer.as_bytes_mut()[..len].copy_from_slice(partial_page);
-        WriteBuffer {
-            buffer,
-            file_position,
-            len,
-            dirty: false,
-        }
+        WriteBuffer { buffer, file_position, len, dirty: false }
     }
 
     pub fn room(&self) -> usize {
@@ -72,24 +67,11 @@ impl WriteBuffer {
         let end_position = self.end_position();
         let padded = align_up(self.len as u64) as usize;
         let full_pages = align_down(self.len as u64) as usize;
-        let mut next = WriteBuffer::new(
-            fresh,
-            end_position,
-            &self.buffer.as_bytes()[full_pages..self.len],
-        );
+        let mut next = WriteBuffer::new(fresh, end_position, &self.buffer.as_bytes()[full_pages..self.len]);
         std::mem::swap(self, &mut next);
-        let WriteBuffer {
-            mut buffer,
-            file_position,
-            len,
-            ..
-        } = next;
+        let WriteBuffer { mut buffer, file_position, len, .. } = next;
         buffer.as_bytes_mut()[len..padded].fill(0);
         buffer.trim_to_size(padded);
-        PendingWrite {
-            buffer,
-            file_position,
-            end_position,
-        }
+        PendingWrite { buffer, file_position, end_position }
     }
 }

@@ -11,8 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringmq::protocol::apis::produce::ACKS_ALL;
 use ringmq::protocol::{
-    ErrorCode, FetchPartition, FetchRequest, FetchTopic, FrameHeader, MetadataRequest,
-    ProduceRequest,
+    ErrorCode, FetchPartition, FetchRequest, FetchTopic, FrameHeader, MetadataRequest, ProduceRequest,
 };
 
 use crate::broker_support::{batch, Broker, RawClient};
@@ -24,11 +23,7 @@ fn assert_still_serving(broker: &mut Broker, expected_batches: usize) {
     let mut client = broker.client();
     let (code, _, batches) = client.fetch("safe", 0, 0, 0, 0);
     assert_eq!(code, ErrorCode::None);
-    assert_eq!(
-        batches.len(),
-        expected_batches,
-        "acknowledged batches are all there"
-    );
+    assert_eq!(batches.len(), expected_batches, "acknowledged batches are all there");
 }
 
 fn rss_bytes(pid: u32) -> u64 {
@@ -44,43 +39,23 @@ fn rss_bytes(pid: u32) -> u64 {
 /// Reads until the broker closes the connection (bounded by the read timeout); returns what
 /// it sent.
 fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut received = Vec::new();
     let _ = stream.read_to_end(&mut received);
     received
 }
 
 fn header(api_key: u16, api_version: u16, body_length: u32, payload_length: u32) -> [u8; 24] {
-    FrameHeader {
-        body_length,
-        payload_length,
-        api_key,
-        api_version,
-        correlation_id: 77,
-        flags: 0,
-    }
-    .encode()
+    FrameHeader { body_length, payload_length, api_key, api_version, correlation_id: 77, flags: 0 }.encode()
 }
 
 fn error_code_of(response: &[u8]) -> Option<ErrorCode> {
     let header: [u8; 24] = response.get(..24)?.try_into().ok()?;
-    let decoded = FrameHeader::decode(
-        &header,
-        &ringmq::protocol::FrameLimits {
-            max_frame_bytes: 1 << 30,
-        },
-    )
-    .ok()?;
+    let decoded = FrameHeader::decode(&header, &ringmq::protocol::FrameLimits { max_frame_bytes: 1 << 30 }).ok()?;
     assert!(decoded.is_error(), "an error response");
-    assert_eq!(
-        decoded.correlation_id, 77,
-        "addressed to the refused request"
-    );
+    assert_eq!(decoded.correlation_id, 77, "addressed to the refused request");
     let body = ringmq::protocol::aligned_copy(response.get(24..24 + decoded.body_length as usize)?);
-    let error =
-        ringmq::protocol::decode_envelope_owned::<ringmq::protocol::ErrorResponse>(&body).ok()?;
+    let error = ringmq::protocol::decode_envelope_owned::<ringmq::protocol::ErrorResponse>(&body).ok()?;
     Some(ErrorCode::from_u16(error.error_code))
 }
 
@@ -91,10 +66,7 @@ fn the_broker_survives_bad_input_and_keeps_serving_others() {
     let mut client = broker.client();
     client.create_topic("safe", 1);
     for tag in 0..3 {
-        assert_eq!(
-            client.produce("safe", 0, &[batch(tag, 2)], ACKS_ALL).0,
-            ErrorCode::None
-        );
+        assert_eq!(client.produce("safe", 0, &[batch(tag, 2)], ACKS_ALL).0, ErrorCode::None);
     }
     let pid = broker_pid(&broker);
     let rss_before = rss_bytes(pid);
@@ -133,8 +105,7 @@ fn the_broker_survives_bad_input_and_keeps_serving_others() {
     )
     .unwrap();
     assert!(
-        [ErrorCode::CorruptMessage, ErrorCode::InvalidRequest]
-            .contains(&ErrorCode::from_u16(error.error_code)),
+        [ErrorCode::CorruptMessage, ErrorCode::InvalidRequest].contains(&ErrorCode::from_u16(error.error_code)),
         "got {}",
         error.error_code
     );
@@ -148,20 +119,14 @@ fn the_broker_survives_bad_input_and_keeps_serving_others() {
         &ringmq::protocol::aligned_copy(&envelope),
     )
     .unwrap();
-    assert_eq!(
-        ErrorCode::from_u16(error.error_code),
-        ErrorCode::UnknownApiKey
-    );
+    assert_eq!(ErrorCode::from_u16(error.error_code), ErrorCode::UnknownApiKey);
     raw.stream.write_all(&header(1, 42, 0, 0)).unwrap();
     let (_, envelope, _) = raw.read_frame().unwrap();
     let error = ringmq::protocol::decode_envelope_owned::<ringmq::protocol::ErrorResponse>(
         &ringmq::protocol::aligned_copy(&envelope),
     )
     .unwrap();
-    assert_eq!(
-        ErrorCode::from_u16(error.error_code),
-        ErrorCode::UnsupportedVersion
-    );
+    assert_eq!(ErrorCode::from_u16(error.error_code), ErrorCode::UnsupportedVersion);
     raw.call(&MetadataRequest { topics: vec![] }, Vec::new());
 
     // A record batch with a bad CRC: refused with CorruptMessage; nothing appended.
@@ -188,32 +153,22 @@ fn the_broker_survives_bad_input_and_keeps_serving_others() {
     assert_still_serving(&mut broker, 3);
 
     // Hundreds of idle connections.
-    let idle: Vec<TcpStream> = (0..300)
-        .map(|_| TcpStream::connect(broker.address).unwrap())
-        .collect();
+    let idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(broker.address).unwrap()).collect();
     assert_still_serving(&mut broker, 3);
 
     // A client that never reads its responses: it stops being read; others are served.
     let mut greedy = TcpStream::connect(broker.address).unwrap();
-    greedy
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    greedy.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     let fetch = FetchRequest {
         max_wait_ms: 0,
         min_bytes: 0,
         max_bytes: 1 << 20,
         topics: vec![FetchTopic {
             name: "safe".into(),
-            partitions: vec![FetchPartition {
-                partition: 0,
-                fetch_offset: 0,
-                partition_max_bytes: 1 << 20,
-            }],
+            partitions: vec![FetchPartition { partition: 0, fetch_offset: 0, partition_max_bytes: 1 << 20 }],
         }],
     };
-    let frame = ringmq::protocol::encode_request(1, &fetch, Vec::new())
-        .unwrap()
-        .to_vec();
+    let frame = ringmq::protocol::encode_request(1, &fetch, Vec::new()).unwrap().to_vec();
     for _ in 0..20_000 {
         if greedy.write_all(&frame).is_err() {
             break; // the broker stopped reading: backpressure reached the client
@@ -230,10 +185,7 @@ fn the_broker_survives_bad_input_and_keeps_serving_others() {
     );
     drop((idle, greedy, hanging));
     let log = broker.log().join("\n");
-    assert!(
-        log.contains("protocol violation"),
-        "closes for protocol violations are logged:\n{log}"
-    );
+    assert!(log.contains("protocol violation"), "closes for protocol violations are logged:\n{log}");
     assert_eq!(broker.stop(), Some(0));
 }
 

@@ -12,11 +12,7 @@ use ringmq::testing::batch_tag;
 use crate::broker_support::{batch, Broker};
 
 /// Reads every batch of a partition from offset 0; returns the tags in order.
-fn read_tags(
-    client: &mut crate::broker_support::RawClient,
-    topic: &str,
-    partition: u32,
-) -> Vec<u64> {
+fn read_tags(client: &mut crate::broker_support::RawClient, topic: &str, partition: u32) -> Vec<u64> {
     let mut tags = Vec::new();
     let mut offset = 0;
     for _ in 0..10_000 {
@@ -42,25 +38,12 @@ fn produce_and_fetch_round_trip_across_shards() {
     let broker = Broker::start(dir.path(), &["--cores", "2"]);
     let mut client = broker.client();
     assert_eq!(client.create_topic("events", 4), ErrorCode::None);
-    assert_eq!(
-        client.create_topic("events", 4),
-        ErrorCode::TopicAlreadyExists
-    );
-    let owners: Vec<usize> = (0..4)
-        .map(|p| owner_shard("events", PartitionId(p), 2).0)
-        .collect();
-    assert!(
-        owners.contains(&0) && owners.contains(&1),
-        "partitions on both shards: {owners:?}"
-    );
+    assert_eq!(client.create_topic("events", 4), ErrorCode::TopicAlreadyExists);
+    let owners: Vec<usize> = (0..4).map(|p| owner_shard("events", PartitionId(p), 2).0).collect();
+    assert!(owners.contains(&0) && owners.contains(&1), "partitions on both shards: {owners:?}");
     for partition in 0..4 {
         for i in 0..5u64 {
-            let (code, base) = client.produce(
-                "events",
-                partition,
-                &[batch(partition as u64 * 100 + i, 3)],
-                ACKS_ALL,
-            );
+            let (code, base) = client.produce("events", partition, &[batch(partition as u64 * 100 + i, 3)], ACKS_ALL);
             assert_eq!(code, ErrorCode::None);
             assert_eq!(base, i * 3, "partition {partition}: contiguous offsets");
         }
@@ -69,9 +52,7 @@ fn produce_and_fetch_round_trip_across_shards() {
         let expected: Vec<u64> = (0..5).map(|i| partition as u64 * 100 + i).collect();
         assert_eq!(read_tags(&mut client, "events", partition), expected);
     }
-    let metadata = client
-        .call(&MetadataRequest { topics: vec![] }, Vec::new())
-        .body;
+    let metadata = client.call(&MetadataRequest { topics: vec![] }, Vec::new()).body;
     assert_eq!(metadata.shard_count, 2);
     let topic = &metadata.topics[0];
     assert_eq!(topic.partitions.len(), 4);
@@ -101,10 +82,7 @@ fn a_waiting_fetch_is_woken_by_a_produce() {
     let (code, batches, waited) = waiter.join().unwrap();
     assert_eq!(code, ErrorCode::None);
     assert_eq!(batches, 1);
-    assert!(
-        waited < Duration::from_secs(8),
-        "woken by the append, not by max_wait: {waited:?}"
-    );
+    assert!(waited < Duration::from_secs(8), "woken by the append, not by max_wait: {waited:?}");
     broker.stop();
 }
 
@@ -123,25 +101,14 @@ fn restarting_with_another_core_count_loses_nothing() {
     let broker = Broker::start(dir.path(), &["--cores", "1"]);
     let mut client = broker.client();
     for partition in 0..6 {
-        assert_eq!(
-            read_tags(&mut client, "moves", partition),
-            vec![partition as u64]
-        );
-        client.produce(
-            "moves",
-            partition,
-            &[batch(10 + partition as u64, 2)],
-            ACKS_ALL,
-        );
+        assert_eq!(read_tags(&mut client, "moves", partition), vec![partition as u64]);
+        client.produce("moves", partition, &[batch(10 + partition as u64, 2)], ACKS_ALL);
     }
     broker.kill();
     let broker = Broker::start(dir.path(), &["--cores", "2"]);
     let mut client = broker.client();
     for partition in 0..6 {
-        assert_eq!(
-            read_tags(&mut client, "moves", partition),
-            vec![partition as u64, 10 + partition as u64]
-        );
+        assert_eq!(read_tags(&mut client, "moves", partition), vec![partition as u64, 10 + partition as u64]);
     }
     broker.stop();
 }
@@ -182,11 +149,7 @@ fn acknowledged_batches_survive_kill_9() {
                         vec![batch(tag, 2)],
                     );
                     match client.try_receive::<ringmq::protocol::ProduceRequest>() {
-                        Ok(Ok(response))
-                            if response.body.topics[0].partitions[0].error_code == 0 =>
-                        {
-                            acked.push(tag)
-                        }
+                        Ok(Ok(response)) if response.body.topics[0].partitions[0].error_code == 0 => acked.push(tag),
                         _ => break,
                     }
                 }
@@ -197,25 +160,13 @@ fn acknowledged_batches_survive_kill_9() {
     std::thread::sleep(Duration::from_millis(700));
     broker.kill();
     let acked: Vec<Vec<u64>> = producers.into_iter().map(|p| p.join().unwrap()).collect();
-    assert!(
-        acked.iter().all(|a| !a.is_empty()),
-        "both producers got acknowledgements"
-    );
+    assert!(acked.iter().all(|a| !a.is_empty()), "both producers got acknowledgements");
     let broker = Broker::start(dir.path(), &["--cores", "2"]);
     let mut client = broker.client();
     for (partition, acked) in acked.iter().enumerate() {
         let stored = read_tags(&mut client, "durable", partition as u32);
-        assert!(
-            stored.len() >= acked.len(),
-            "partition {partition}: {} stored < {} acked",
-            stored.len(),
-            acked.len()
-        );
-        assert_eq!(
-            &stored[..acked.len()],
-            &acked[..],
-            "partition {partition}: acknowledged batches in order"
-        );
+        assert!(stored.len() >= acked.len(), "partition {partition}: {} stored < {} acked", stored.len(), acked.len());
+        assert_eq!(&stored[..acked.len()], &acked[..], "partition {partition}: acknowledged batches in order");
     }
     broker.stop();
 }

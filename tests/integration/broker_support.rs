@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringmq::protocol::{
-    check_response_header, decode_envelope_owned, encode_request, CreateTopicRequest, ErrorCode,
-    FetchPartition, FetchRequest, FetchTopic, FrameDecoder, FrameLimits, FrameStatus,
-    ProducePartition, ProduceRequest, ProduceTopic, Request,
+    check_response_header, decode_envelope_owned, encode_request, CreateTopicRequest, ErrorCode, FetchPartition,
+    FetchRequest, FetchTopic, FrameDecoder, FrameLimits, FrameStatus, ProducePartition, ProduceRequest, ProduceTopic,
+    Request,
 };
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,14 +29,7 @@ impl Broker {
     /// Starts `ringmq serve` on `data_dir` with `extra` flags and waits until it is ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-level",
-                "info",
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "info", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::null())
@@ -63,11 +56,7 @@ impl Broker {
                             .find_map(|field| field.strip_prefix("listen="))
                             .and_then(|a| a.parse().ok())
                             .expect("the ready line names the address");
-                        return Broker {
-                            child: Some(child),
-                            address,
-                            log_lines,
-                        };
+                        return Broker { child: Some(child), address, log_lines };
                     }
                     seen.push(line);
                 }
@@ -77,10 +66,7 @@ impl Broker {
         }
         let _ = child.kill();
         let _ = child.wait();
-        panic!(
-            "the broker did not become ready; its log:\n{}",
-            seen.join("\n")
-        );
+        panic!("the broker did not become ready; its log:\n{}", seen.join("\n"));
     }
 
     /// Log lines printed since the last call.
@@ -118,9 +104,7 @@ impl Broker {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| child.try_wait().ok().flatten().is_none())
+        self.child.as_mut().is_some_and(|child| child.try_wait().ok().flatten().is_none())
     }
 
     pub fn client(&self) -> RawClient {
@@ -152,16 +136,11 @@ pub struct Response<T> {
 
 impl RawClient {
     pub fn connect(address: SocketAddr) -> RawClient {
-        let stream =
-            TcpStream::connect_timeout(&address, IO_TIMEOUT).expect("connecting to the broker");
+        let stream = TcpStream::connect_timeout(&address, IO_TIMEOUT).expect("connecting to the broker");
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        RawClient {
-            stream,
-            next_correlation_id: 1,
-            buffer: BytesMut::new(),
-        }
+        RawClient { stream, next_correlation_id: 1, buffer: BytesMut::new() }
     }
 
     /// Sends a request without waiting for its response; returns its correlation id.
@@ -169,17 +148,13 @@ impl RawClient {
         let id = self.next_correlation_id;
         self.next_correlation_id += 1;
         let frame = encode_request(id, request, payload).expect("encoding a request");
-        self.stream
-            .write_all(&frame.to_vec())
-            .expect("sending a request");
+        self.stream.write_all(&frame.to_vec()).expect("sending a request");
         id
     }
 
     /// Reads the next response frame: (correlation id, api key, is error, envelope, payload).
     pub fn read_frame(&mut self) -> std::io::Result<(ringmq::protocol::FrameHeader, Bytes, Bytes)> {
-        let decoder = FrameDecoder::new(FrameLimits {
-            max_frame_bytes: u32::MAX / 2,
-        });
+        let decoder = FrameDecoder::new(FrameLimits { max_frame_bytes: u32::MAX / 2 });
         for _ in 0..100_000 {
             match decoder.status(&self.buffer) {
                 Ok(FrameStatus::Ready(_)) => {
@@ -202,9 +177,7 @@ impl RawClient {
     }
 
     /// Reads the response to a request of type `T`; `Err` carries an `ErrorResponse`.
-    pub fn receive<T: Request>(
-        &mut self,
-    ) -> Result<Response<T::Response>, ringmq::protocol::ErrorResponse> {
+    pub fn receive<T: Request>(&mut self) -> Result<Response<T::Response>, ringmq::protocol::ErrorResponse> {
         self.try_receive::<T>().expect("reading a response")
     }
 
@@ -217,26 +190,17 @@ impl RawClient {
         let aligned = ringmq::protocol::aligned_copy(&envelope);
         if is_error {
             return Ok(Err(
-                decode_envelope_owned::<ringmq::protocol::ErrorResponse>(&aligned)
-                    .expect("an error response"),
+                decode_envelope_owned::<ringmq::protocol::ErrorResponse>(&aligned).expect("an error response")
             ));
         }
-        Ok(Ok(Response {
-            body: decode_envelope_owned::<T::Response>(&aligned).expect("a valid response"),
-            payload,
-        }))
+        Ok(Ok(Response { body: decode_envelope_owned::<T::Response>(&aligned).expect("a valid response"), payload }))
     }
 
     pub fn call<T: Request>(&mut self, request: &T, payload: Vec<Bytes>) -> Response<T::Response> {
         self.send(request, payload);
         match self.receive::<T>() {
             Ok(response) => response,
-            Err(error) => panic!(
-                "{:?} failed: {} {}",
-                T::API_KEY,
-                error.error_code,
-                error.message
-            ),
+            Err(error) => panic!("{:?} failed: {} {}", T::API_KEY, error.error_code, error.message),
         }
     }
 }
@@ -244,35 +208,20 @@ impl RawClient {
 /// Shorthands for the common requests.
 impl RawClient {
     pub fn create_topic(&mut self, name: &str, partitions: u32) -> ErrorCode {
-        let request = CreateTopicRequest {
-            name: name.into(),
-            partitions,
-            retention_ms: 0,
-            retention_bytes: 0,
-            segment_bytes: 0,
-        };
+        let request =
+            CreateTopicRequest { name: name.into(), partitions, retention_ms: 0, retention_bytes: 0, segment_bytes: 0 };
         ErrorCode::from_u16(self.call(&request, Vec::new()).body.error_code)
     }
 
     /// Produces `batches` to one partition; returns the partition's error code and base offset.
-    pub fn produce(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        batches: &[Bytes],
-        acks: i16,
-    ) -> (ErrorCode, u64) {
+    pub fn produce(&mut self, topic: &str, partition: u32, batches: &[Bytes], acks: i16) -> (ErrorCode, u64) {
         let length: usize = batches.iter().map(Bytes::len).sum();
         let request = ProduceRequest {
             acks,
             timeout_ms: 10_000,
             topics: vec![ProduceTopic {
                 name: topic.into(),
-                partitions: vec![ProducePartition {
-                    partition,
-                    payload_offset: 0,
-                    payload_length: length as u32,
-                }],
+                partitions: vec![ProducePartition { partition, payload_offset: 0, payload_length: length as u32 }],
             }],
         };
         let response = self.call(&request, batches.to_vec());
@@ -295,24 +244,15 @@ impl RawClient {
             max_bytes: 4 << 20,
             topics: vec![FetchTopic {
                 name: topic.into(),
-                partitions: vec![FetchPartition {
-                    partition,
-                    fetch_offset: offset,
-                    partition_max_bytes: 4 << 20,
-                }],
+                partitions: vec![FetchPartition { partition, fetch_offset: offset, partition_max_bytes: 4 << 20 }],
             }],
         };
         let response = self.call(&request, Vec::new());
         let answer = &response.body.topics[0].partitions[0];
-        let section = response.payload.slice(
-            answer.payload_offset as usize
-                ..(answer.payload_offset + answer.payload_length) as usize,
-        );
-        (
-            ErrorCode::from_u16(answer.error_code),
-            answer.high_watermark,
-            split_batches(section),
-        )
+        let section = response
+            .payload
+            .slice(answer.payload_offset as usize..(answer.payload_offset + answer.payload_length) as usize);
+        (ErrorCode::from_u16(answer.error_code), answer.high_watermark, split_batches(section))
     }
 }
 

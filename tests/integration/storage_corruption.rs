@@ -24,10 +24,7 @@ const TIME_LIMIT: Duration = Duration::from_secs(60);
 const LEADER_EPOCH_FIELD: std::ops::Range<u64> = 12..16;
 
 fn config() -> LogConfig {
-    LogConfig {
-        durability: Durability::Always,
-        ..small_log_config()
-    }
+    LogConfig { durability: Durability::Always, ..small_log_config() }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -42,12 +39,7 @@ fn tail_segment(dir: &Path) -> PathBuf {
     let mut logs: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(parse_segment_file_name)
-                .is_some()
-        })
+        .filter(|e| e.file_name().to_str().and_then(parse_segment_file_name).is_some())
         .map(|e| e.path())
         .collect();
     logs.sort();
@@ -70,12 +62,8 @@ fn reopening_a_damaged_tail_yields_exactly_the_valid_prefix() {
         let (log, _) = open_log(&pristine_path, config()).await;
         let mut rng = Rng::new(7);
         for tag in 0..60 {
-            let batch = make_batch(
-                tag,
-                rng.range(1, 5) as usize,
-                rng.range(100, 2500) as usize,
-                TimestampMs(tag as i64),
-            );
+            let batch =
+                make_batch(tag, rng.range(1, 5) as usize, rng.range(100, 2500) as usize, TimestampMs(tag as i64));
             log.append(batch, LeaderEpoch(3)).await.unwrap();
         }
         let batches = read_everything(&log, Offset(0)).await;
@@ -83,29 +71,19 @@ fn reopening_a_damaged_tail_yields_exactly_the_valid_prefix() {
         batches
     });
     let tail_path = tail_segment(pristine.path());
-    let tail_base =
-        parse_segment_file_name(tail_path.file_name().unwrap().to_str().unwrap()).unwrap();
+    let tail_base = parse_segment_file_name(tail_path.file_name().unwrap().to_str().unwrap()).unwrap();
     // Positions of the tail segment's batches, from their lengths.
     let tail_bytes = std::fs::read(&tail_path).unwrap();
     let mut tail_batches = Vec::new(); // (base, position, length)
     let mut position = 0u64;
-    for &(base, _, _) in all_batches
-        .iter()
-        .filter(|&&(base, _, _)| base >= tail_base)
-    {
-        let length = u32::from_le_bytes(
-            tail_bytes[position as usize + 8..position as usize + 12]
-                .try_into()
-                .unwrap(),
-        ) as u64;
+    for &(base, _, _) in all_batches.iter().filter(|&&(base, _, _)| base >= tail_base) {
+        let length =
+            u32::from_le_bytes(tail_bytes[position as usize + 8..position as usize + 12].try_into().unwrap()) as u64;
         tail_batches.push((base, position, length));
         position += length;
     }
     let tail_end = position;
-    assert!(
-        tail_batches.len() >= 3,
-        "the tail segment should hold several batches"
-    );
+    assert!(tail_batches.len() >= 3, "the tail segment should hold several batches");
 
     let mut rng = Rng::new(0xBAD_D15C);
     let started = Instant::now();
@@ -116,19 +94,12 @@ fn reopening_a_damaged_tail_yields_exactly_the_valid_prefix() {
         }
         let damage = loop {
             let position = rng.range(0, tail_end + 200);
-            let in_epoch = tail_batches
-                .iter()
-                .any(|&(_, start, _)| LEADER_EPOCH_FIELD.contains(&(position.wrapping_sub(start))));
+            let in_epoch =
+                tail_batches.iter().any(|&(_, start, _)| LEADER_EPOCH_FIELD.contains(&(position.wrapping_sub(start))));
             let damage = match rng.range(0, 3) {
-                0 => Damage::FlipBit {
-                    position,
-                    bit: rng.range(0, 8) as u8,
-                },
+                0 => Damage::FlipBit { position, bit: rng.range(0, 8) as u8 },
                 1 => Damage::Truncate { position },
-                _ => Damage::Garbage {
-                    position,
-                    length: rng.range(8, 600),
-                },
+                _ => Damage::Garbage { position, length: rng.range(8, 600) },
             };
             if !(in_epoch && matches!(damage, Damage::FlipBit { .. })) {
                 break damage;
@@ -141,9 +112,9 @@ fn reopening_a_damaged_tail_yields_exactly_the_valid_prefix() {
         let segment = work.path().join(tail_path.file_name().unwrap());
         apply(&segment, damage, &mut rng);
         let first_damaged = match damage {
-            Damage::FlipBit { position, .. }
-            | Damage::Truncate { position }
-            | Damage::Garbage { position, .. } => position,
+            Damage::FlipBit { position, .. } | Damage::Truncate { position } | Damage::Garbage { position, .. } => {
+                position
+            }
         };
         // Valid prefix: whole batches before the damage; all closed segments are untouched.
         let expected: Vec<_> = all_batches
@@ -151,9 +122,7 @@ fn reopening_a_damaged_tail_yields_exactly_the_valid_prefix() {
             .copied()
             .filter(|&(base, _, _)| {
                 base < tail_base
-                    || tail_batches
-                        .iter()
-                        .any(|&(b, start, length)| b == base && start + length <= first_damaged)
+                    || tail_batches.iter().any(|&(b, start, length)| b == base && start + length <= first_damaged)
             })
             .collect();
         let path = work.path().to_path_buf();
@@ -162,27 +131,17 @@ fn reopening_a_damaged_tail_yields_exactly_the_valid_prefix() {
             let got = read_everything(&log, Offset(0)).await;
             // The log stays usable: an append after the recovered end works.
             let end = log.log_end_offset();
-            let info = log
-                .append(make_batch(999, 1, 10, TimestampMs(1)), LeaderEpoch(4))
-                .await
-                .unwrap();
+            let info = log.append(make_batch(999, 1, 10, TimestampMs(1)), LeaderEpoch(4)).await.unwrap();
             assert_eq!(info.base_offset, end);
             log.close().await.unwrap();
             (got, report.truncation)
         });
-        assert_eq!(
-            got, expected,
-            "trial {trial}: {damage:?}, recovery: {truncation:?}"
-        );
+        assert_eq!(got, expected, "trial {trial}: {damage:?}, recovery: {truncation:?}");
     }
 }
 
 fn apply(segment: &Path, damage: Damage, rng: &mut Rng) {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(segment)
-        .unwrap();
+    let file = OpenOptions::new().read(true).write(true).open(segment).unwrap();
     match damage {
         Damage::FlipBit { position, bit } => {
             let mut byte = [0u8; 1];

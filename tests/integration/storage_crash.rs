@@ -26,10 +26,7 @@ const CHILD_RUN_MS_MAX: u64 = 400;
 const TIME_LIMIT: Duration = Duration::from_secs(90);
 
 fn config() -> LogConfig {
-    LogConfig {
-        durability: Durability::Always,
-        ..small_log_config()
-    }
+    LogConfig { durability: Durability::Always, ..small_log_config() }
 }
 
 /// In the child: append until killed (or for at most 30 s), printing `ACK base next tag`
@@ -47,12 +44,7 @@ fn crash_child_appender() {
         let mut tag = seed * 1_000_000;
         println!("READY");
         while Instant::now() < deadline {
-            let batch = make_batch(
-                tag,
-                rng.range(1, 8) as usize,
-                rng.range(10, 4000) as usize,
-                TimestampMs::now(),
-            );
+            let batch = make_batch(tag, rng.range(1, 8) as usize, rng.range(10, 4000) as usize, TimestampMs::now());
             let info = log.append(batch, LeaderEpoch(1)).await.unwrap();
             println!("ACK {} {} {}", info.base_offset.0, info.next_offset.0, tag);
             tag += 1;
@@ -72,12 +64,7 @@ fn every_acknowledged_batch_survives_sigkill() {
             break;
         }
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "storage_crash::crash_child_appender",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "storage_crash::crash_child_appender", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR_ENV, dir.path())
             .env(CHILD_SEED_ENV, round.to_string())
             .stdout(Stdio::piped())
@@ -102,12 +89,8 @@ fn every_acknowledged_batch_survives_sigkill() {
         reader.join().unwrap();
         let mut acks_this_round = 0;
         for line in lines_rx.try_iter() {
-            let fields: Vec<u64> = line
-                .strip_prefix("ACK ")
-                .unwrap_or("")
-                .split(' ')
-                .filter_map(|f| f.parse().ok())
-                .collect();
+            let fields: Vec<u64> =
+                line.strip_prefix("ACK ").unwrap_or("").split(' ').filter_map(|f| f.parse().ok()).collect();
             if let [base, next, tag] = fields[..] {
                 acknowledged.insert(base, (next, tag));
                 acks_this_round += 1;
@@ -122,10 +105,8 @@ fn every_acknowledged_batch_survives_sigkill() {
             (batches, report.truncation.map(|t| t.reason))
         });
         let (batches, truncation) = summary;
-        let by_base: BTreeMap<u64, (u64, u64)> = batches
-            .iter()
-            .map(|&(base, next, tag)| (base.0, (next.0, tag)))
-            .collect();
+        let by_base: BTreeMap<u64, (u64, u64)> =
+            batches.iter().map(|&(base, next, tag)| (base.0, (next.0, tag))).collect();
         for (base, entry) in &expected_batches {
             assert_eq!(
                 by_base.get(base),
@@ -133,16 +114,13 @@ fn every_acknowledged_batch_survives_sigkill() {
                 "round {round}: acknowledged batch at {base} is lost or changed"
             );
         }
-        assert!(
-            batches.windows(2).all(|w| w[0].1 == w[1].0),
-            "round {round}: batches are contiguous"
+        assert!(batches.windows(2).all(|w| w[0].1 == w[1].0), "round {round}: batches are contiguous");
+        eprintln!(
+            "crash round {round}: {acks_this_round} acks, {} batches in the log, recovery cut: {truncation:?}",
+            batches.len()
         );
-        eprintln!("crash round {round}: {acks_this_round} acks, {} batches in the log, recovery cut: {truncation:?}", batches.len());
         // What survived beyond the acknowledged ones is kept as the log's truth from now on.
         acknowledged = by_base;
     }
-    assert!(
-        !acknowledged.is_empty(),
-        "the children acknowledged nothing: the test tested nothing"
-    );
+    assert!(!acknowledged.is_empty(), "the children acknowledged nothing: the test tested nothing");
 }

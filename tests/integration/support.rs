@@ -45,13 +45,8 @@ pub fn small_log_config() -> LogConfig {
     }
 }
 
-pub async fn open_log(
-    dir: &std::path::Path,
-    config: LogConfig,
-) -> (Rc<PartitionLog>, ringmq::storage::RecoveryReport) {
-    PartitionLog::open(dir, config, TailCacheBudget::new(32 << 10))
-        .await
-        .expect("the log opens")
+pub async fn open_log(dir: &std::path::Path, config: LogConfig) -> (Rc<PartitionLog>, ringmq::storage::RecoveryReport) {
+    PartitionLog::open(dir, config, TailCacheBudget::new(32 << 10)).await.expect("the log opens")
 }
 
 /// Every batch from `from` to the log end as (base offset, next offset, tag), each batch
@@ -67,11 +62,7 @@ pub async fn read_everything(log: &PartitionLog, from: Offset) -> Vec<(Offset, O
         for batch in &read.batches {
             let header = validate(batch).expect("a batch read back is valid");
             assert!(header.next_offset() > offset, "reads move forward");
-            out.push((
-                header.base_offset,
-                header.next_offset(),
-                batch_tag(batch).expect("a tagged batch"),
-            ));
+            out.push((header.base_offset, header.next_offset(), batch_tag(batch).expect("a tagged batch")));
             offset = header.next_offset();
         }
     }

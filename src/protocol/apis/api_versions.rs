@@ -37,11 +37,7 @@ impl ApiVersionsResponse {
                 .iter()
                 .map(|key| {
                     let range = key.supported_versions();
-                    ApiVersionRange {
-                        api_key: key.as_u16(),
-                        min_version: range.min,
-                        max_version: range.max,
-                    }
+                    ApiVersionRange { api_key: key.as_u16(), min_version: range.min, max_version: range.max }
                 })
                 .collect(),
         }

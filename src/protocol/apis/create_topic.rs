@@ -55,8 +55,7 @@ impl ArchivedCreateTopicRequest {
         if partitions == 0 || partitions > PARTITIONS_MAX {
             return Err(ErrorCode::InvalidPartitions);
         }
-        if self.retention_ms.to_native() < RETENTION_UNLIMITED
-            || self.retention_bytes.to_native() < RETENTION_UNLIMITED
+        if self.retention_ms.to_native() < RETENTION_UNLIMITED || self.retention_bytes.to_native() < RETENTION_UNLIMITED
         {
             return Err(ErrorCode::InvalidConfig);
         }
@@ -72,12 +71,7 @@ impl ArchivedCreateTopicRequest {
 /// (the name becomes a directory).
 pub fn validate_topic_name(name: &str) -> Result<(), ErrorCode> {
     let legal = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-    if name.is_empty()
-        || name.len() > TOPIC_NAME_BYTES_MAX
-        || name == "."
-        || name == ".."
-        || !name.bytes().all(legal)
-    {
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || name == "." || name == ".." || !name.bytes().all(legal) {
         return Err(ErrorCode::InvalidTopicName);
     }
     Ok(())
@@ -96,23 +90,12 @@ mod tests {
 
     #[test]
     fn topic_names() {
-        for ok in [
-            "a",
-            "orders",
-            "orders.v2",
-            "a_b-C.9",
-            "...",
-            &"x".repeat(249),
-        ] {
+        for ok in ["a", "orders", "orders.v2", "a_b-C.9", "...", &"x".repeat(249)] {
             assert_eq!(validate_topic_name(ok), Ok(()), "{ok}");
         }
         let too_long = "x".repeat(250);
         for bad in ["", ".", "..", "a/b", "a b", "ü", "a\0", &too_long] {
-            assert_eq!(
-                validate_topic_name(bad),
-                Err(ErrorCode::InvalidTopicName),
-                "{bad:?}"
-            );
+            assert_eq!(validate_topic_name(bad), Err(ErrorCode::InvalidTopicName), "{bad:?}");
         }
     }
 
@@ -127,47 +110,15 @@ mod tests {
         };
         let check = |req: &CreateTopicRequest| {
             let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(req).unwrap();
-            crate::protocol::decode_envelope::<CreateTopicRequest>(&bytes)
-                .unwrap()
-                .validate()
+            crate::protocol::decode_envelope::<CreateTopicRequest>(&bytes).unwrap().validate()
         };
         assert_eq!(check(&good), Ok(()));
         let cases = [
-            (
-                CreateTopicRequest {
-                    partitions: 0,
-                    ..good.clone()
-                },
-                ErrorCode::InvalidPartitions,
-            ),
-            (
-                CreateTopicRequest {
-                    partitions: PARTITIONS_MAX + 1,
-                    ..good.clone()
-                },
-                ErrorCode::InvalidPartitions,
-            ),
-            (
-                CreateTopicRequest {
-                    retention_ms: -2,
-                    ..good.clone()
-                },
-                ErrorCode::InvalidConfig,
-            ),
-            (
-                CreateTopicRequest {
-                    segment_bytes: 100,
-                    ..good.clone()
-                },
-                ErrorCode::InvalidConfig,
-            ),
-            (
-                CreateTopicRequest {
-                    name: "..".into(),
-                    ..good.clone()
-                },
-                ErrorCode::InvalidTopicName,
-            ),
+            (CreateTopicRequest { partitions: 0, ..good.clone() }, ErrorCode::InvalidPartitions),
+            (CreateTopicRequest { partitions: PARTITIONS_MAX + 1, ..good.clone() }, ErrorCode::InvalidPartitions),
+            (CreateTopicRequest { retention_ms: -2, ..good.clone() }, ErrorCode::InvalidConfig),
+            (CreateTopicRequest { segment_bytes: 100, ..good.clone() }, ErrorCode::InvalidConfig),
+            (CreateTopicRequest { name: "..".into(), ..good.clone() }, ErrorCode::InvalidTopicName),
         ];
         for (req, code) in cases {
             assert_eq!(check(&req), Err(code), "{req:?}");

@@ -1,6 +1,6 @@
 use crate::protocol::{
-    decode_envelope, encode_response, ApiVersionsRequest, ApiVersionsResponse, EncodedFrame, Frame,
-    ProtocolError, ResponseTo,
+    decode_envelope, encode_response, ApiVersionsRequest, ApiVersionsResponse, EncodedFrame, Frame, ProtocolError,
+    ResponseTo,
 };
 
 pub fn handle(to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {

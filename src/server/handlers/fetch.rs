@@ -9,25 +9,18 @@ use std::rc::Rc;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::protocol::{
-    decode_envelope, encode_response, EncodedFrame, ErrorCode, FetchPartitionResponse,
-    FetchRequest, FetchResponse, FetchTopicResponse, Frame, PayloadBuilder, ProtocolError,
-    ResponseTo,
+    decode_envelope, encode_response, EncodedFrame, ErrorCode, FetchPartitionResponse, FetchRequest, FetchResponse,
+    FetchTopicResponse, Frame, PayloadBuilder, ProtocolError, ResponseTo,
 };
 use crate::server::routing::{group_by_owner, run_on};
-use crate::shard::ops::{
-    FetchPartitionOp, FetchedBatches, PartitionResult, ShardOp, ShardReply, TopicPartition,
-};
+use crate::shard::ops::{FetchPartitionOp, FetchedBatches, PartitionResult, ShardOp, ShardReply, TopicPartition};
 use crate::shard::placement::ShardId;
 use crate::shard::state::Shard;
 
 /// Upper bound on one fetch's wait, whatever the client asks.
 pub const FETCH_MAX_WAIT_MS_MAX: u32 = 30_000;
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    to: ResponseTo,
-    frame: &Frame,
-) -> Result<EncodedFrame, ProtocolError> {
+pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
     let request = decode_envelope::<FetchRequest>(frame.envelope.as_slice())?;
     let max_wait_ms = request.max_wait_ms.to_native().min(FETCH_MAX_WAIT_MS_MAX);
     let min_bytes = request.min_bytes.to_native();
@@ -36,19 +29,12 @@ pub async fn handle(
     let mut work = Vec::new();
     for topic in request.topics.iter() {
         for partition in topic.partitions.iter() {
-            let tp = TopicPartition {
-                topic: topic.name.to_string(),
-                partition: partition.partition.to_native(),
-            };
+            let tp = TopicPartition { topic: topic.name.to_string(), partition: partition.partition.to_native() };
             order.push(tp.clone());
             let op = FetchPartitionOp {
                 topic_partition: tp.clone(),
                 offset: partition.fetch_offset.to_native(),
-                max_bytes: partition
-                    .partition_max_bytes
-                    .to_native()
-                    .min(request.max_bytes.to_native())
-                    .max(1),
+                max_bytes: partition.partition_max_bytes.to_native().min(request.max_bytes.to_native()).max(1),
             };
             work.push((shard.owner_of(&tp), op));
         }
@@ -62,49 +48,34 @@ pub async fn handle(
         pending.insert(owner, fetch_id);
         let shard = shard.clone();
         calls.push(async move {
-            let reply = run_on(
-                &shard,
-                owner,
-                ShardOp::Fetch {
-                    fetch_id,
-                    max_wait_ms,
-                    min_bytes,
-                    partitions,
-                },
-            )
-            .await;
-            (owner, reply)
+            let asked: Vec<TopicPartition> = partitions.iter().map(|p| p.topic_partition.clone()).collect();
+            let reply = run_on(&shard, owner, ShardOp::Fetch { fetch_id, max_wait_ms, min_bytes, partitions }).await;
+            (owner, asked, reply)
         });
     }
     let mut results: HashMap<TopicPartition, PartitionResult<FetchedBatches>> = HashMap::new();
     let mut received_bytes = 0usize;
     let mut cancelled = false;
-    while let Some((owner, reply)) = calls.next().await {
+    while let Some((owner, asked, reply)) = calls.next().await {
         pending.remove(&owner);
         match reply {
             ShardReply::Fetch(partition_results) => {
                 for result in partition_results {
-                    received_bytes += result
-                        .outcome
-                        .as_ref()
-                        .map(FetchedBatches::total_bytes)
-                        .unwrap_or(0);
+                    received_bytes += result.outcome.as_ref().map(FetchedBatches::total_bytes).unwrap_or(0);
                     results.insert(result.topic_partition.clone(), result);
                 }
             }
-            ShardReply::Failed {
-                error_code,
-                message,
-            } => {
+            ShardReply::Failed { error_code, message } => {
                 tracing::debug!(shard = %owner, %error_code, %message, "fetch from a shard failed");
+                for topic_partition in asked {
+                    let outcome = Err((error_code, message.clone()));
+                    let result = PartitionResult { topic_partition, outcome, log_start_offset: 0, high_watermark: 0 };
+                    results.insert(result.topic_partition.clone(), result);
+                }
             }
             other => tracing::warn!(?other, "unexpected reply to a fetch"),
         }
-        if several_shards
-            && !cancelled
-            && received_bytes >= min_bytes as usize
-            && !pending.is_empty()
-        {
+        if several_shards && !cancelled && received_bytes >= min_bytes as usize && !pending.is_empty() {
             cancelled = true;
             for (&owner, &fetch_id) in &pending {
                 let shard = shard.clone();
@@ -144,9 +115,7 @@ fn respond(
                         for batch in fetched.batches {
                             // Whole batches only; the first one always, so the consumer
                             // moves past a batch bigger than its limit.
-                            if !payload.is_empty()
-                                && payload.len() as usize + batch.len() > max_bytes
-                            {
+                            if !payload.is_empty() && payload.len() as usize + batch.len() > max_bytes {
                                 break;
                             }
                             response.payload_length += payload.push(batch)?.length;
@@ -159,10 +128,7 @@ fn respond(
         }
         match topics.last_mut() {
             Some(last) if last.name == tp.topic => last.partitions.push(response),
-            _ => topics.push(FetchTopicResponse {
-                name: tp.topic.clone(),
-                partitions: vec![response],
-            }),
+            _ => topics.push(FetchTopicResponse { name: tp.topic.clone(), partitions: vec![response] }),
         }
     }
     encode_response(to, &FetchResponse { topics }, payload.finish())

@@ -8,57 +8,39 @@ use futures::future::join_all;
 
 use crate::protocol::apis::list_offsets::ArchivedOffsetSpec;
 use crate::protocol::{
-    decode_envelope, encode_response, EncodedFrame, ErrorCode, Frame, ListOffsetsPartitionResponse,
-    ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResponse, ProtocolError, ResponseTo,
-    OFFSET_UNKNOWN,
+    decode_envelope, encode_response, EncodedFrame, ErrorCode, Frame, ListOffsetsPartitionResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ListOffsetsTopicResponse, ProtocolError, ResponseTo, OFFSET_UNKNOWN,
 };
 use crate::server::routing::{group_by_owner, run_on};
 use crate::shard::ops::{OffsetQuery, ShardOp, ShardReply, TopicPartition};
 use crate::shard::state::Shard;
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    to: ResponseTo,
-    frame: &Frame,
-) -> Result<EncodedFrame, ProtocolError> {
+pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
     let request = decode_envelope::<ListOffsetsRequest>(frame.envelope.as_slice())?;
     let mut order = Vec::new();
     let mut work = Vec::new();
     for topic in request.topics.iter() {
         for partition in topic.partitions.iter() {
-            let tp = TopicPartition {
-                topic: topic.name.to_string(),
-                partition: partition.partition.to_native(),
-            };
+            let tp = TopicPartition { topic: topic.name.to_string(), partition: partition.partition.to_native() };
             let query = match partition.spec {
                 ArchivedOffsetSpec::Earliest => OffsetQuery::Earliest,
                 ArchivedOffsetSpec::Latest => OffsetQuery::Latest,
-                ArchivedOffsetSpec::Timestamp(timestamp) => {
-                    OffsetQuery::Timestamp(timestamp.to_native())
-                }
+                ArchivedOffsetSpec::Timestamp(timestamp) => OffsetQuery::Timestamp(timestamp.to_native()),
             };
             order.push(tp.clone());
             work.push((shard.owner_of(&tp), (tp, query)));
         }
     }
-    let calls = group_by_owner(work)
-        .into_iter()
-        .map(|(owner, partitions)| async move {
-            let asked: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
-            (
-                asked,
-                run_on(shard, owner, ShardOp::ListOffsets { partitions }).await,
-            )
-        });
+    let calls = group_by_owner(work).into_iter().map(|(owner, partitions)| async move {
+        let asked: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+        (asked, run_on(shard, owner, ShardOp::ListOffsets { partitions }).await)
+    });
     let mut outcomes: HashMap<TopicPartition, Result<(u64, i64), ErrorCode>> = HashMap::new();
     for (asked, reply) in join_all(calls).await {
         match reply {
             ShardReply::ListOffsets(results) => {
                 for result in results {
-                    outcomes.insert(
-                        result.topic_partition,
-                        result.outcome.map_err(|(code, _)| code),
-                    );
+                    outcomes.insert(result.topic_partition, result.outcome.map_err(|(code, _)| code));
                 }
             }
             ShardReply::Failed { error_code, .. } => {
@@ -84,10 +66,7 @@ pub async fn handle(
         };
         match topics.last_mut() {
             Some(last) if last.name == tp.topic => last.partitions.push(partition),
-            _ => topics.push(ListOffsetsTopicResponse {
-                name: tp.topic,
-                partitions: vec![partition],
-            }),
+            _ => topics.push(ListOffsetsTopicResponse { name: tp.topic, partitions: vec![partition] }),
         }
     }
     encode_response(to, &ListOffsetsResponse { topics }, Vec::new())

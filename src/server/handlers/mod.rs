@@ -12,8 +12,7 @@ pub mod produce;
 use std::rc::Rc;
 
 use crate::protocol::{
-    check_request_header, encode_error_response, ApiKey, EncodedFrame, Frame, ProtocolError,
-    ResponseTo,
+    check_request_header, encode_error_response, ApiKey, EncodedFrame, Frame, ProtocolError, ResponseTo,
 };
 use crate::shard::state::Shard;
 

@@ -9,9 +9,8 @@ use bytes::Bytes;
 use futures::future::join_all;
 
 use crate::protocol::{
-    decode_envelope, encode_response, payload_slice, EncodedFrame, ErrorCode, Frame,
-    ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopicResponse, ProtocolError,
-    ResponseTo, OFFSET_UNKNOWN,
+    decode_envelope, encode_response, payload_slice, EncodedFrame, ErrorCode, Frame, ProducePartitionResponse,
+    ProduceRequest, ProduceResponse, ProduceTopicResponse, ProtocolError, ResponseTo, OFFSET_UNKNOWN,
 };
 use crate::server::routing::{group_by_owner, run_on};
 use crate::shard::ops::{PartitionResult, ShardOp, ShardReply, TopicPartition};
@@ -20,11 +19,7 @@ use crate::storage::batch::{peek_batch_length, validate};
 
 type Outcome = Result<u64, (ErrorCode, String)>;
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    to: ResponseTo,
-    frame: &Frame,
-) -> Result<EncodedFrame, ProtocolError> {
+pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
     let request = decode_envelope::<ProduceRequest>(frame.envelope.as_slice())?;
     if let Err(code) = request.validate_acks() {
         return crate::protocol::encode_error_response(to, code, "acks must be 0, 1 or -1 (all)");
@@ -37,14 +32,9 @@ pub async fn handle(
     let mut work = Vec::new();
     for topic in request.topics.iter() {
         for partition in topic.partitions.iter() {
-            let tp = TopicPartition {
-                topic: topic.name.to_string(),
-                partition: partition.partition.to_native(),
-            };
+            let tp = TopicPartition { topic: topic.name.to_string(), partition: partition.partition.to_native() };
             order.push(tp.clone());
-            let known = topics
-                .get(&tp.topic)
-                .is_some_and(|t| tp.partition < t.partitions);
+            let known = topics.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
             let batches = if known {
                 payload_slice(
                     &frame.payload,
@@ -72,12 +62,7 @@ pub async fn handle(
         .map(|(owner, partitions)| {
             let shard = shard.clone();
             let asked: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
-            async move {
-                (
-                    asked,
-                    run_on(&shard, owner, ShardOp::Produce { acks, partitions }).await,
-                )
-            }
+            async move { (asked, run_on(&shard, owner, ShardOp::Produce { acks, partitions }).await) }
         })
         .collect::<Vec<_>>();
     if acks == 0 {
@@ -110,79 +95,46 @@ fn split_and_validate(mut payload: Bytes) -> Result<Vec<Bytes>, (ErrorCode, Stri
         if length == 0 || length > payload.len() {
             return Err((
                 ErrorCode::CorruptMessage,
-                format!(
-                    "batch length {length} does not fit the {} bytes left",
-                    payload.len()
-                ),
+                format!("batch length {length} does not fit the {} bytes left", payload.len()),
             ));
         }
         let batch = payload.split_to(length);
-        validate(&batch).map_err(|e| {
-            (
-                ErrorCode::CorruptMessage,
-                format!("invalid record batch: {e}"),
-            )
-        })?;
+        validate(&batch).map_err(|e| (ErrorCode::CorruptMessage, format!("invalid record batch: {e}")))?;
         batches.push(batch);
     }
     if batches.is_empty() {
-        return Err((
-            ErrorCode::InvalidRequest,
-            "no record batch for the partition".into(),
-        ));
+        return Err((ErrorCode::InvalidRequest, "no record batch for the partition".into()));
     }
     Ok(batches)
 }
 
-fn collect(
-    asked: Vec<TopicPartition>,
-    reply: ShardReply,
-    outcomes: &mut HashMap<TopicPartition, Outcome>,
-) {
+fn collect(asked: Vec<TopicPartition>, reply: ShardReply, outcomes: &mut HashMap<TopicPartition, Outcome>) {
     match reply {
         ShardReply::Produce(results) => {
-            for PartitionResult {
-                topic_partition,
-                outcome,
-                ..
-            } in results
-            {
+            for PartitionResult { topic_partition, outcome, .. } in results {
                 outcomes.insert(topic_partition, outcome);
             }
         }
-        ShardReply::Failed {
-            error_code,
-            message,
-        } => {
+        ShardReply::Failed { error_code, message } => {
             for tp in asked {
                 outcomes.insert(tp, Err((error_code, message.clone())));
             }
         }
         other => {
             for tp in asked {
-                outcomes.insert(
-                    tp,
-                    Err((ErrorCode::Unknown, format!("unexpected reply {other:?}"))),
-                );
+                outcomes.insert(tp, Err((ErrorCode::Unknown, format!("unexpected reply {other:?}"))));
             }
         }
     }
 }
 
-fn response(
-    order: &[TopicPartition],
-    outcomes: &HashMap<TopicPartition, Outcome>,
-) -> ProduceResponse {
+fn response(order: &[TopicPartition], outcomes: &HashMap<TopicPartition, Outcome>) -> ProduceResponse {
     let mut topics: Vec<ProduceTopicResponse> = Vec::new();
     for tp in order {
         let (error_code, base_offset, error_message) = match outcomes.get(tp) {
             Some(Ok(base)) => (ErrorCode::None, *base, String::new()),
             Some(Err((code, message))) => (*code, OFFSET_UNKNOWN, message.clone()),
-            None => (
-                ErrorCode::BrokerShuttingDown,
-                OFFSET_UNKNOWN,
-                "the owning shard did not answer".into(),
-            ),
+            None => (ErrorCode::BrokerShuttingDown, OFFSET_UNKNOWN, "the owning shard did not answer".into()),
         };
         let partition = ProducePartitionResponse {
             partition: tp.partition,
@@ -193,10 +145,7 @@ fn response(
         };
         match topics.last_mut() {
             Some(last) if last.name == tp.topic => last.partitions.push(partition),
-            _ => topics.push(ProduceTopicResponse {
-                name: tp.topic.clone(),
-                partitions: vec![partition],
-            }),
+            _ => topics.push(ProduceTopicResponse { name: tp.topic.clone(), partitions: vec![partition] }),
         }
     }
     ProduceResponse { topics }

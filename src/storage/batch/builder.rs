@@ -6,8 +6,8 @@ use rkyv::vec::ArchivedVec;
 
 use super::error::BuildError;
 use super::header::{
-    align_up, Attributes, BatchHeader, BASE_SEQUENCE_NONE, BATCH_BYTES_MAX, BATCH_HEADER_BYTES,
-    CRC_AT, CRC_COVERAGE_START,
+    align_up, Attributes, BatchHeader, BASE_SEQUENCE_NONE, BATCH_BYTES_MAX, BATCH_HEADER_BYTES, CRC_AT,
+    CRC_COVERAGE_START,
 };
 use super::record::{ArchivedRecord, ArchivedRecordHeader, Record, RecordHeader};
 use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId, TimestampMs};
@@ -35,8 +35,7 @@ impl Default for BatchBuilderConfig {
 
 /// Fixed bytes of a batch beyond its records, as an upper bound: the header, the root
 /// `ArchivedVec`, alignment before the record array and before the root, final padding.
-const BATCH_OVERHEAD_BYTES_MAX: usize =
-    BATCH_HEADER_BYTES + size_of::<ArchivedVec<ArchivedRecord>>() + 7 + 3 + 7;
+const BATCH_OVERHEAD_BYTES_MAX: usize = BATCH_HEADER_BYTES + size_of::<ArchivedVec<ArchivedRecord>>() + 7 + 3 + 7;
 
 /// Builds one batch. Owned by one producer task; not shared.
 #[derive(Debug)]
@@ -49,25 +48,13 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn new(config: BatchBuilderConfig) -> BatchBuilder {
-        BatchBuilder {
-            config,
-            records: Vec::new(),
-            estimated_bytes: BATCH_OVERHEAD_BYTES_MAX,
-        }
+        BatchBuilder { config, records: Vec::new(), estimated_bytes: BATCH_OVERHEAD_BYTES_MAX }
     }
 
     /// Appends a record; its offset delta is its position in the batch. Copies the data.
-    pub fn push(
-        &mut self,
-        timestamp: TimestampMs,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &[(&str, &[u8])],
-    ) {
+    pub fn push(&mut self, timestamp: TimestampMs, key: Option<&[u8]>, value: &[u8], headers: &[(&str, &[u8])]) {
         let offset_delta = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
-        self.estimated_bytes = self
-            .estimated_bytes
-            .saturating_add(record_bytes_max(key, value, headers));
+        self.estimated_bytes = self.estimated_bytes.saturating_add(record_bytes_max(key, value, headers));
         self.records.push(Record {
             offset_delta,
             timestamp_delta: timestamp.0,
@@ -75,10 +62,7 @@ impl BatchBuilder {
             value: value.to_vec(),
             headers: headers
                 .iter()
-                .map(|&(key, value)| RecordHeader {
-                    key: key.to_owned(),
-                    value: value.to_vec(),
-                })
+                .map(|&(key, value)| RecordHeader { key: key.to_owned(), value: value.to_vec() })
                 .collect(),
         });
     }
@@ -111,15 +95,10 @@ impl BatchBuilder {
         };
         let (first, max) = (TimestampMs(first), TimestampMs(max));
         for record in &mut self.records {
-            record.timestamp_delta = record
-                .timestamp_delta
-                .checked_sub(first.0)
-                .ok_or(BuildError::TimestampSpanTooLarge { first, max })?;
+            record.timestamp_delta =
+                record.timestamp_delta.checked_sub(first.0).ok_or(BuildError::TimestampSpanTooLarge { first, max })?;
         }
-        let too_large = |batch_length: u64| BuildError::TooLarge {
-            batch_length,
-            batch_bytes_max: BATCH_BYTES_MAX,
-        };
+        let too_large = |batch_length: u64| BuildError::TooLarge { batch_length, batch_bytes_max: BATCH_BYTES_MAX };
         let record_count = u32::try_from(self.records.len())
             .map_err(|_| too_large(u64::try_from(self.estimated_bytes).unwrap_or(u64::MAX)))?;
 
@@ -129,9 +108,8 @@ impl BatchBuilder {
         let capacity = self.estimated_bytes.min(BATCH_BYTES_MAX as usize);
         let mut buffer = AlignedVec::<16>::with_capacity(capacity);
         buffer.extend_from_slice(&[0; BATCH_HEADER_BYTES]);
-        let mut buffer =
-            rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.records, buffer)
-                .map_err(|error| BuildError::Archive(error.to_string()))?;
+        let mut buffer = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.records, buffer)
+            .map_err(|error| BuildError::Archive(error.to_string()))?;
 
         let records_length = buffer.len().saturating_sub(BATCH_HEADER_BYTES);
         let batch_length = align_up(u64::try_from(buffer.len()).unwrap_or(u64::MAX));
@@ -139,8 +117,7 @@ impl BatchBuilder {
             return Err(too_large(batch_length));
         }
         // Both fit in u32: they are at most BATCH_BYTES_MAX.
-        let (Ok(records_length), Ok(batch_length)) =
-            (u32::try_from(records_length), u32::try_from(batch_length))
+        let (Ok(records_length), Ok(batch_length)) = (u32::try_from(records_length), u32::try_from(batch_length))
         else {
             return Err(too_large(batch_length));
         };
@@ -162,9 +139,8 @@ impl BatchBuilder {
             base_sequence: self.config.base_sequence,
         };
         let bytes = buffer.as_mut_slice();
-        if let Some(head) = bytes
-            .get_mut(..BATCH_HEADER_BYTES)
-            .and_then(|head| <&mut [u8; BATCH_HEADER_BYTES]>::try_from(head).ok())
+        if let Some(head) =
+            bytes.get_mut(..BATCH_HEADER_BYTES).and_then(|head| <&mut [u8; BATCH_HEADER_BYTES]>::try_from(head).ok())
         {
             header.write_to(head);
         }
@@ -180,9 +156,7 @@ impl BatchBuilder {
 /// and alignment before its header array.
 fn record_bytes_max(key: Option<&[u8]>, value: &[u8], headers: &[(&str, &[u8])]) -> usize {
     let headers_bytes = headers.iter().fold(3usize, |sum, (key, value)| {
-        sum.saturating_add(size_of::<ArchivedRecordHeader>())
-            .saturating_add(key.len())
-            .saturating_add(value.len())
+        sum.saturating_add(size_of::<ArchivedRecordHeader>()).saturating_add(key.len()).saturating_add(value.len())
     });
     size_of::<ArchivedRecord>()
         .saturating_add(key.map_or(0, <[u8]>::len))

@@ -93,10 +93,8 @@ impl Attributes {
     const TIMESTAMP_TYPE_BIT: u16 = 1 << 3;
     const TRANSACTIONAL_BIT: u16 = 1 << 4;
     const CONTROL_BIT: u16 = 1 << 5;
-    const KNOWN_MASK: u16 = Self::COMPRESSION_MASK
-        | Self::TIMESTAMP_TYPE_BIT
-        | Self::TRANSACTIONAL_BIT
-        | Self::CONTROL_BIT;
+    const KNOWN_MASK: u16 =
+        Self::COMPRESSION_MASK | Self::TIMESTAMP_TYPE_BIT | Self::TRANSACTIONAL_BIT | Self::CONTROL_BIT;
 
     /// Accepts the bits only if every set bit is known and compression is `none`.
     pub fn from_bits(bits: u16) -> Result<Attributes, BatchError> {
@@ -192,18 +190,9 @@ pub fn peek_batch_length(bytes: &[u8]) -> Option<u32> {
 
 /// Writes the two broker-owned fields into a batch. Both lie before the CRC-covered range, so
 /// the CRC stays valid and the broker never touches the producer's bytes.
-pub fn stamp(
-    batch: &mut [u8],
-    base_offset: Offset,
-    leader_epoch: LeaderEpoch,
-) -> Result<(), BatchError> {
+pub fn stamp(batch: &mut [u8], base_offset: Offset, leader_epoch: LeaderEpoch) -> Result<(), BatchError> {
     let got = batch.len();
-    let header = batch
-        .get_mut(..BATCH_HEADER_BYTES)
-        .ok_or(BatchError::TooShort {
-            needed: BATCH_HEADER_BYTES,
-            got,
-        })?;
+    let header = batch.get_mut(..BATCH_HEADER_BYTES).ok_or(BatchError::TooShort { needed: BATCH_HEADER_BYTES, got })?;
     put(header, BASE_OFFSET_AT, &base_offset.0.to_le_bytes());
     put(header, LEADER_EPOCH_AT, &leader_epoch.0.to_le_bytes());
     Ok(())
@@ -219,10 +208,7 @@ impl BatchHeader {
         let h: &[u8; BATCH_HEADER_BYTES] = bytes
             .get(..BATCH_HEADER_BYTES)
             .and_then(|head| head.try_into().ok())
-            .ok_or(BatchError::TooShort {
-                needed: BATCH_HEADER_BYTES,
-                got,
-            })?;
+            .ok_or(BatchError::TooShort { needed: BATCH_HEADER_BYTES, got })?;
 
         let magic = h[MAGIC_AT];
         if magic != BATCH_MAGIC {
@@ -250,35 +236,22 @@ impl BatchHeader {
         // that reach a multiple of 8. This also implies batch_length >= 72 + records_length.
         let expected = batch_length_for(records_length);
         if u64::from(batch_length) != expected {
-            return Err(BatchError::BadLength {
-                batch_length,
-                records_length,
-                expected,
-            });
+            return Err(BatchError::BadLength { batch_length, records_length, expected });
         }
 
         let record_count = u32::from_le_bytes(field(h, RECORD_COUNT_AT));
         let last_offset_delta = u32::from_le_bytes(field(h, LAST_OFFSET_DELTA_AT));
         if record_count == 0 || last_offset_delta != record_count - 1 {
-            return Err(BatchError::BadRecordCount {
-                record_count,
-                last_offset_delta,
-            });
+            return Err(BatchError::BadRecordCount { record_count, last_offset_delta });
         }
         let base_offset = Offset(u64::from_le_bytes(field(h, BASE_OFFSET_AT)));
         if base_offset.0.checked_add(u64::from(record_count)).is_none() {
-            return Err(BatchError::OffsetOverflow {
-                base_offset,
-                record_count,
-            });
+            return Err(BatchError::OffsetOverflow { base_offset, record_count });
         }
         let first_timestamp = TimestampMs(i64::from_le_bytes(field(h, FIRST_TIMESTAMP_AT)));
         let max_timestamp = TimestampMs(i64::from_le_bytes(field(h, MAX_TIMESTAMP_AT)));
         if first_timestamp > max_timestamp {
-            return Err(BatchError::BadTimestampRange {
-                first: first_timestamp,
-                max: max_timestamp,
-            });
+            return Err(BatchError::BadTimestampRange { first: first_timestamp, max: max_timestamp });
         }
 
         Ok(BatchHeader {
@@ -301,11 +274,7 @@ impl BatchHeader {
     /// The offset of the batch's last record. Saturates instead of overflowing; `parse` rejects
     /// headers for which it would.
     pub fn last_offset(&self) -> Offset {
-        Offset(
-            self.base_offset
-                .0
-                .saturating_add(u64::from(self.last_offset_delta)),
-        )
+        Offset(self.base_offset.0.saturating_add(u64::from(self.last_offset_delta)))
     }
 
     /// The offset the next batch in the log starts at.
@@ -324,11 +293,7 @@ impl BatchHeader {
         put(h, ATTRIBUTES_AT, &self.attributes.bits().to_le_bytes());
         put(h, RECORDS_LENGTH_AT, &self.records_length.to_le_bytes());
         put(h, RECORD_COUNT_AT, &self.record_count.to_le_bytes());
-        put(
-            h,
-            LAST_OFFSET_DELTA_AT,
-            &self.last_offset_delta.to_le_bytes(),
-        );
+        put(h, LAST_OFFSET_DELTA_AT, &self.last_offset_delta.to_le_bytes());
         put(h, PRODUCER_EPOCH_AT, &self.producer_epoch.0.to_le_bytes());
         put(h, FIRST_TIMESTAMP_AT, &self.first_timestamp.0.to_le_bytes());
         put(h, MAX_TIMESTAMP_AT, &self.max_timestamp.0.to_le_bytes());
@@ -340,9 +305,7 @@ impl BatchHeader {
 /// The `N` bytes at `at` of the header. The offsets are the constants above, all checked at
 /// compile time to end within the 72 bytes, so the fallback never happens.
 fn field<const N: usize>(h: &[u8; BATCH_HEADER_BYTES], at: usize) -> [u8; N] {
-    h.get(at..at + N)
-        .and_then(|bytes| bytes.try_into().ok())
-        .unwrap_or([0; N])
+    h.get(at..at + N).and_then(|bytes| bytes.try_into().ok()).unwrap_or([0; N])
 }
 
 /// Copies `value` to `at`; silently ignores a range outside `out` (never the case for the field
@@ -394,10 +357,7 @@ mod tests {
         assert_eq!(header.leader_epoch, LeaderEpoch(2));
         assert_eq!(header.crc, 0xdead_beef);
         assert_eq!((header.batch_length, header.records_length), (80, 8));
-        assert_eq!(
-            (header.last_offset(), header.next_offset()),
-            (Offset(10), Offset(11))
-        );
+        assert_eq!((header.last_offset(), header.next_offset()), (Offset(10), Offset(11)));
         assert_eq!(peek_batch_length(&valid_header()), Some(80));
         assert_eq!(peek_batch_length(&[0; 11]), None);
     }
@@ -411,23 +371,14 @@ mod tests {
             parse(with(RESERVED_U16_AT + 1, &[1])),
             Err(BatchError::ReservedNotZero { at: 39, value: 1 })
         ));
-        assert!(matches!(
-            parse(with(RESERVED_U8_AT, &[4])),
-            Err(BatchError::ReservedNotZero { at: 21, .. })
-        ));
-        assert!(matches!(
-            parse(with(RESERVED_U32_AT + 3, &[4])),
-            Err(BatchError::ReservedNotZero { at: 71, .. })
-        ));
+        assert!(matches!(parse(with(RESERVED_U8_AT, &[4])), Err(BatchError::ReservedNotZero { at: 21, .. })));
+        assert!(matches!(parse(with(RESERVED_U32_AT + 3, &[4])), Err(BatchError::ReservedNotZero { at: 71, .. })));
         assert_eq!(
             parse(with(ATTRIBUTES_AT, &1u16.to_le_bytes())),
             Err(BatchError::BadAttributes(1)),
             "compression is not supported yet"
         );
-        assert_eq!(
-            parse(with(ATTRIBUTES_AT, &0x40u16.to_le_bytes())),
-            Err(BatchError::BadAttributes(0x40))
-        );
+        assert_eq!(parse(with(ATTRIBUTES_AT, &0x40u16.to_le_bytes())), Err(BatchError::BadAttributes(0x40)));
         assert!(parse(with(ATTRIBUTES_AT, &0x38u16.to_le_bytes())).is_ok());
         for bad_length in [0u32, 72, 79, 81, 88] {
             assert!(matches!(
@@ -440,14 +391,8 @@ mod tests {
             Err(BatchError::TooLarge { .. })
         ));
         // records_length so large that 72 + it needs more than u32: caught, not wrapped.
-        assert!(matches!(
-            parse(with(RECORDS_LENGTH_AT, &u32::MAX.to_le_bytes())),
-            Err(BatchError::BadLength { .. })
-        ));
-        assert!(matches!(
-            parse(with(RECORD_COUNT_AT, &0u32.to_le_bytes())),
-            Err(BatchError::BadRecordCount { .. })
-        ));
+        assert!(matches!(parse(with(RECORDS_LENGTH_AT, &u32::MAX.to_le_bytes())), Err(BatchError::BadLength { .. })));
+        assert!(matches!(parse(with(RECORD_COUNT_AT, &0u32.to_le_bytes())), Err(BatchError::BadRecordCount { .. })));
         assert!(matches!(
             parse(with(LAST_OFFSET_DELTA_AT, &1u32.to_le_bytes())),
             Err(BatchError::BadRecordCount { .. })
@@ -456,17 +401,8 @@ mod tests {
             parse(with(FIRST_TIMESTAMP_AT, &6i64.to_le_bytes())),
             Err(BatchError::BadTimestampRange { .. })
         ));
-        assert!(matches!(
-            parse(with(BASE_OFFSET_AT, &u64::MAX.to_le_bytes())),
-            Err(BatchError::OffsetOverflow { .. })
-        ));
-        assert!(matches!(
-            BatchHeader::parse(&valid_header()[..71]),
-            Err(BatchError::TooShort {
-                needed: 72,
-                got: 71
-            })
-        ));
+        assert!(matches!(parse(with(BASE_OFFSET_AT, &u64::MAX.to_le_bytes())), Err(BatchError::OffsetOverflow { .. })));
+        assert!(matches!(BatchHeader::parse(&valid_header()[..71]), Err(BatchError::TooShort { needed: 72, got: 71 })));
     }
 
     #[test]

@@ -32,9 +32,8 @@ mod tests;
 pub use builder::{BatchBuilder, BatchBuilderConfig};
 pub use error::{BatchError, BuildError};
 pub use header::{
-    align_up, batch_length_for, peek_batch_length, stamp, Attributes, BatchHeader, Compression,
-    TimestampType, BASE_SEQUENCE_NONE, BATCH_ALIGN_BYTES, BATCH_BYTES_MAX, BATCH_HEADER_BYTES,
-    BATCH_MAGIC, CRC_COVERAGE_START,
+    align_up, batch_length_for, peek_batch_length, stamp, Attributes, BatchHeader, Compression, TimestampType,
+    BASE_SEQUENCE_NONE, BATCH_ALIGN_BYTES, BATCH_BYTES_MAX, BATCH_HEADER_BYTES, BATCH_MAGIC, CRC_COVERAGE_START,
 };
 pub use record::{ArchivedRecord, ArchivedRecordHeader, Record, RecordHeader, RECORDS_ALIGN_BYTES};
 pub use records::{for_each_record, BatchView, RecordHeaders, RecordView, Records};
@@ -43,9 +42,8 @@ pub use validate::{validate, validate_crc};
 /// Field offsets within the header, for code that patches or inspects raw bytes.
 pub mod field {
     pub use super::header::{
-        ATTRIBUTES_AT, BASE_OFFSET_AT, BASE_SEQUENCE_AT, BATCH_LENGTH_AT, CRC_AT,
-        FIRST_TIMESTAMP_AT, LAST_OFFSET_DELTA_AT, LEADER_EPOCH_AT, MAGIC_AT, MAX_TIMESTAMP_AT,
-        PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORDS_LENGTH_AT, RECORD_COUNT_AT, RESERVED_U16_AT,
-        RESERVED_U32_AT, RESERVED_U8_AT,
+        ATTRIBUTES_AT, BASE_OFFSET_AT, BASE_SEQUENCE_AT, BATCH_LENGTH_AT, CRC_AT, FIRST_TIMESTAMP_AT,
+        LAST_OFFSET_DELTA_AT, LEADER_EPOCH_AT, MAGIC_AT, MAX_TIMESTAMP_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT,
+        RECORDS_LENGTH_AT, RECORD_COUNT_AT, RESERVED_U16_AT, RESERVED_U32_AT, RESERVED_U8_AT,
     };
 }

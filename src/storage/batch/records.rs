@@ -42,21 +42,13 @@ impl<'a> BatchView<'a> {
         // SAFETY: `new` ran rkyv's checked access for this exact root type over these exact
         // bytes, and they cannot have changed since: they are either borrowed immutably for 'a
         // or an aligned copy owned privately by `self` and never mutated.
-        let records = unsafe {
-            rkyv::access_unchecked::<ArchivedVec<ArchivedRecord>>(self.archive.as_slice())
-        };
-        Records {
-            header: self.header,
-            inner: records.iter(),
-        }
+        let records = unsafe { rkyv::access_unchecked::<ArchivedVec<ArchivedRecord>>(self.archive.as_slice()) };
+        Records { header: self.header, inner: records.iter() }
     }
 }
 
 /// Validates `batch` fully, then calls `f` for each record in offset order.
-pub fn for_each_record(
-    batch: &[u8],
-    mut f: impl FnMut(RecordView<'_>),
-) -> Result<BatchHeader, BatchError> {
+pub fn for_each_record(batch: &[u8], mut f: impl FnMut(RecordView<'_>)) -> Result<BatchHeader, BatchError> {
     let view = BatchView::new(batch)?;
     view.records().for_each(&mut f);
     Ok(view.header)
@@ -75,18 +67,8 @@ impl<'v> Iterator for Records<'v> {
         let record = self.inner.next()?;
         // Validation proved base_offset + record_count and first_timestamp + delta do not
         // overflow; saturating keeps that an invariant rather than a panic site.
-        let offset = Offset(
-            self.header
-                .base_offset
-                .0
-                .saturating_add(u64::from(record.offset_delta.to_native())),
-        );
-        let timestamp = TimestampMs(
-            self.header
-                .first_timestamp
-                .0
-                .saturating_add(record.timestamp_delta.to_native()),
-        );
+        let offset = Offset(self.header.base_offset.0.saturating_add(u64::from(record.offset_delta.to_native())));
+        let timestamp = TimestampMs(self.header.first_timestamp.0.saturating_add(record.timestamp_delta.to_native()));
         Some(RecordView {
             offset,
             timestamp,
@@ -127,9 +109,7 @@ impl<'v> RecordHeaders<'v> {
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'v str, &'v [u8])> + 'v {
-        self.0
-            .iter()
-            .map(|header| (header.key.as_str(), header.value.as_slice()))
+        self.0.iter().map(|header| (header.key.as_str(), header.value.as_slice()))
     }
 }
 

@@ -32,13 +32,7 @@ fn at_misaligned(batch: &[u8], misalign: usize) -> (rkyv::util::AlignedVec, usiz
     (buffer, misalign)
 }
 
-type OwnedRecord = (
-    Offset,
-    TimestampMs,
-    Option<Vec<u8>>,
-    Vec<u8>,
-    Vec<(String, Vec<u8>)>,
-);
+type OwnedRecord = (Offset, TimestampMs, Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
 
 fn read_all(batch: &[u8]) -> Result<Vec<OwnedRecord>, BatchError> {
     let mut out = Vec::new();
@@ -48,10 +42,7 @@ fn read_all(batch: &[u8]) -> Result<Vec<OwnedRecord>, BatchError> {
             r.timestamp,
             r.key.map(<[u8]>::to_vec),
             r.value.to_vec(),
-            r.headers
-                .iter()
-                .map(|(k, v)| (k.to_owned(), v.to_vec()))
-                .collect(),
+            r.headers.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect(),
         ))
     })?;
     Ok(out)
@@ -77,38 +68,20 @@ fn round_trip_after_stamp() {
     assert_eq!(header.base_sequence, 7);
     assert!(header.attributes.is_transactional());
     assert!(!header.attributes.is_control());
-    assert_eq!(
-        header.attributes.timestamp_type(),
-        TimestampType::CreateTime
-    );
+    assert_eq!(header.attributes.timestamp_type(), TimestampType::CreateTime);
     assert_eq!(header.batch_length as usize, batch.len());
     assert_eq!(peek_batch_length(&batch), Some(header.batch_length));
 
     let records = read_all(&batch).unwrap();
     let expected: Vec<OwnedRecord> = vec![
-        (
-            Offset(1_000_000),
-            TimestampMs(1_000),
-            Some(b"k0".to_vec()),
-            b"value zero".to_vec(),
-            vec![],
-        ),
-        (
-            Offset(1_000_001),
-            TimestampMs(990),
-            None,
-            vec![],
-            vec![("trace".into(), b"abc".to_vec())],
-        ),
+        (Offset(1_000_000), TimestampMs(1_000), Some(b"k0".to_vec()), b"value zero".to_vec(), vec![]),
+        (Offset(1_000_001), TimestampMs(990), None, vec![], vec![("trace".into(), b"abc".to_vec())]),
         (
             Offset(1_000_002),
             TimestampMs(1_010),
             Some(b"a longer key than eight bytes".to_vec()),
             b"v2".to_vec(),
-            vec![
-                ("h1".into(), vec![]),
-                ("a longer header key".into(), b"x".to_vec()),
-            ],
+            vec![("h1".into(), vec![]), ("a longer header key".into(), b"x".to_vec())],
         ),
     ];
     assert_eq!(records, expected);
@@ -123,10 +96,7 @@ fn stamp_keeps_crc_valid() {
     let after = validate(&batch).unwrap();
     assert_eq!(before.crc, after.crc);
     assert_eq!(after.last_offset(), Offset(u64::MAX - 1));
-    assert!(matches!(
-        stamp(&mut [0u8; 71], Offset(0), LeaderEpoch(0)),
-        Err(BatchError::TooShort { .. })
-    ));
+    assert!(matches!(stamp(&mut [0u8; 71], Offset(0), LeaderEpoch(0)), Err(BatchError::TooShort { .. })));
 }
 
 /// A base offset so high that the batch's offsets would overflow is rejected, not wrapped.
@@ -134,10 +104,7 @@ fn stamp_keeps_crc_valid() {
 fn offset_overflow_is_rejected() {
     let mut batch = sample_batch();
     stamp(&mut batch, Offset(u64::MAX - 2), LeaderEpoch(0)).unwrap();
-    assert!(matches!(
-        BatchHeader::parse(&batch),
-        Err(BatchError::OffsetOverflow { .. })
-    ));
+    assert!(matches!(BatchHeader::parse(&batch), Err(BatchError::OffsetOverflow { .. })));
 }
 
 /// Guards CRC coverage: every single-bit flip from byte 8 on is detected by `validate`, except
@@ -155,14 +122,8 @@ fn every_single_bit_flip_is_detected() {
             if leader_epoch.contains(&at) {
                 assert!(result.is_ok(), "leader_epoch flip at {at} must stay valid");
             } else {
-                assert!(
-                    result.is_err(),
-                    "flip of bit {bit} at byte {at} went undetected"
-                );
-                assert!(
-                    validate_crc(&corrupt).is_err(),
-                    "validate_crc missed byte {at}"
-                );
+                assert!(result.is_err(), "flip of bit {bit} at byte {at} went undetected");
+                assert!(validate_crc(&corrupt).is_err(), "validate_crc missed byte {at}");
             }
         }
     }
@@ -179,10 +140,7 @@ fn every_truncation_is_an_error() {
         assert!(validate_crc(prefix).is_err());
         assert!(BatchView::new(prefix).is_err());
         if len < BATCH_HEADER_BYTES {
-            assert!(matches!(
-                BatchHeader::parse(prefix),
-                Err(BatchError::TooShort { .. })
-            ));
+            assert!(matches!(BatchHeader::parse(prefix), Err(BatchError::TooShort { .. })));
         }
     }
 }
@@ -214,9 +172,7 @@ fn back_to_back_batches_frame_by_length() {
 fn unaligned_batches_read_the_same() {
     let batch = sample_batch();
     let expected = read_all(&batch).unwrap();
-    assert!(
-        !BatchView::new(&batch).unwrap().copied_for_alignment() || batch.as_ptr() as usize % 8 != 0
-    );
+    assert!(!BatchView::new(&batch).unwrap().copied_for_alignment() || batch.as_ptr() as usize % 8 != 0);
     for misalign in 1..8 {
         let (buffer, at) = at_misaligned(&batch, misalign);
         let view = BatchView::new(&buffer[at..]).unwrap();
@@ -238,25 +194,16 @@ fn built_bytes_are_aligned_and_read_in_place() {
     assert_eq!(header.producer_id, ProducerId::NONE);
     assert_eq!(header.producer_epoch, ProducerEpoch::NONE);
     assert_eq!(header.base_sequence, BASE_SEQUENCE_NONE);
-    assert_eq!(
-        (header.first_timestamp, header.max_timestamp),
-        (TimestampMs(5), TimestampMs(5))
-    );
+    assert_eq!((header.first_timestamp, header.max_timestamp), (TimestampMs(5), TimestampMs(5)));
 }
 
 #[test]
 fn empty_and_extreme_builds_are_errors_not_panics() {
-    assert_eq!(
-        BatchBuilder::new(BatchBuilderConfig::default()).build(),
-        Err(BuildError::Empty)
-    );
+    assert_eq!(BatchBuilder::new(BatchBuilderConfig::default()).build(), Err(BuildError::Empty));
     let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
     builder.push(TimestampMs(i64::MIN), None, b"", &[]);
     builder.push(TimestampMs(i64::MAX), None, b"", &[]);
-    assert!(matches!(
-        builder.build(),
-        Err(BuildError::TimestampSpanTooLarge { .. })
-    ));
+    assert!(matches!(builder.build(), Err(BuildError::TimestampSpanTooLarge { .. })));
 }
 
 /// Guards the on-disk format against silent drift (an rkyv upgrade or a feature such as
@@ -265,12 +212,7 @@ fn empty_and_extreme_builds_are_errors_not_panics() {
 #[test]
 fn golden_batch_layout_is_stable() {
     let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
-    builder.push(
-        TimestampMs(1_700_000_000_000),
-        Some(b"key"),
-        b"value",
-        &[("h", b"v")],
-    );
+    builder.push(TimestampMs(1_700_000_000_000), Some(b"key"), b"value", &[("h", b"v")]);
     builder.push(TimestampMs(1_700_000_000_001), None, b"second value", &[]);
     let batch = builder.build().unwrap();
     let header = validate(&batch).unwrap();
@@ -311,20 +253,14 @@ fn arb_record() -> impl Strategy<Value = ArbRecord> {
         -1_000_000i64..1_000_000,
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..24)),
         proptest::collection::vec(any::<u8>(), 0..64),
-        proptest::collection::vec(
-            (".{0,12}", proptest::collection::vec(any::<u8>(), 0..12)),
-            0..3,
-        ),
+        proptest::collection::vec((".{0,12}", proptest::collection::vec(any::<u8>(), 0..12)), 0..3),
     )
 }
 
 fn build_from(records: &[ArbRecord]) -> (usize, Vec<u8>) {
     let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
     for (timestamp, key, value, headers) in records {
-        let headers: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
-            .collect();
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
         builder.push(TimestampMs(*timestamp), key.as_deref(), value, &headers);
     }
     (builder.estimated_bytes(), builder.build().unwrap().to_vec())
@@ -350,8 +286,7 @@ fn exercise_all_readers(bytes: &[u8]) {
 /// Rewrites the CRC so that a mutation gets past it and reaches the archive and record checks.
 fn fix_crc(bytes: &mut [u8]) {
     if bytes.len() >= BATCH_HEADER_BYTES {
-        let end =
-            (peek_batch_length(bytes).unwrap_or(0) as usize).clamp(CRC_COVERAGE_START, bytes.len());
+        let end = (peek_batch_length(bytes).unwrap_or(0) as usize).clamp(CRC_COVERAGE_START, bytes.len());
         let crc = crc32fast::hash(&bytes[CRC_COVERAGE_START..end]);
         bytes[field::CRC_AT..field::CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     }

@@ -19,18 +19,12 @@ pub fn validate_crc(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let covered = batch.get(CRC_COVERAGE_START..).unwrap_or_default();
     let computed = crc32fast::hash(covered);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch {
-            stored: header.crc,
-            computed,
-        });
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
     }
     let padding_at = records_end(&header);
     let padding = batch.get(padding_at..).unwrap_or_default();
     if let Some((index, &value)) = padding.iter().enumerate().find(|(_, &b)| b != 0) {
-        return Err(BatchError::ReservedNotZero {
-            at: padding_at.saturating_add(index),
-            value,
-        });
+        return Err(BatchError::ReservedNotZero { at: padding_at.saturating_add(index), value });
     }
     Ok(header)
 }
@@ -62,12 +56,8 @@ impl<'a> ArchiveBytes<'a> {
     /// `bytes` must already have passed [`validate_crc`] for `header`.
     pub(crate) fn new(bytes: &'a [u8], header: &BatchHeader) -> Result<Self, BatchError> {
         let end = records_end(header);
-        let archive = bytes
-            .get(BATCH_HEADER_BYTES..end)
-            .ok_or(BatchError::TooShort {
-                needed: end,
-                got: bytes.len(),
-            })?;
+        let archive =
+            bytes.get(BATCH_HEADER_BYTES..end).ok_or(BatchError::TooShort { needed: end, got: bytes.len() })?;
         if (archive.as_ptr() as usize) % RECORDS_ALIGN_BYTES == 0 {
             Ok(ArchiveBytes::InPlace(archive))
         } else {
@@ -96,15 +86,9 @@ pub(crate) fn access_records(archive: &[u8]) -> Result<&ArchivedVec<ArchivedReco
 }
 
 /// The rules rkyv cannot know: count, dense offset deltas, timestamps inside the header's range.
-pub(crate) fn check_records(
-    header: &BatchHeader,
-    records: &ArchivedVec<ArchivedRecord>,
-) -> Result<(), BatchError> {
+pub(crate) fn check_records(header: &BatchHeader, records: &ArchivedVec<ArchivedRecord>) -> Result<(), BatchError> {
     if records.len() != header.record_count as usize {
-        return Err(BatchError::RecordCountMismatch {
-            header: header.record_count,
-            archive: records.len(),
-        });
+        return Err(BatchError::RecordCountMismatch { header: header.record_count, archive: records.len() });
     }
     let first = header.first_timestamp;
     let max = header.max_timestamp;
@@ -112,25 +96,13 @@ pub(crate) fn check_records(
     for (index, record) in (0..header.record_count).zip(records.iter()) {
         let found = record.offset_delta.to_native();
         if found != index {
-            return Err(BatchError::BadOffsetDelta {
-                index,
-                expected: index,
-                found,
-            });
+            return Err(BatchError::BadOffsetDelta { index, expected: index, found });
         }
         let timestamp_delta = record.timestamp_delta.to_native();
-        let in_range = timestamp_delta >= 0
-            && first
-                .0
-                .checked_add(timestamp_delta)
-                .is_some_and(|timestamp| timestamp <= max.0);
+        let in_range =
+            timestamp_delta >= 0 && first.0.checked_add(timestamp_delta).is_some_and(|timestamp| timestamp <= max.0);
         if !in_range {
-            return Err(BatchError::TimestampOutOfRange {
-                index,
-                timestamp_delta,
-                first,
-                max,
-            });
+            return Err(BatchError::TimestampOutOfRange { index, timestamp_delta, first, max });
         }
     }
     Ok(())
@@ -139,10 +111,7 @@ pub(crate) fn check_records(
 /// The first `batch_length` bytes of `bytes`.
 fn batch_bytes<'a>(bytes: &'a [u8], header: &BatchHeader) -> Result<&'a [u8], BatchError> {
     let needed = header.batch_length as usize;
-    bytes.get(..needed).ok_or(BatchError::TooShort {
-        needed,
-        got: bytes.len(),
-    })
+    bytes.get(..needed).ok_or(BatchError::TooShort { needed, got: bytes.len() })
 }
 
 /// Where the archive ends and the padding starts.
@@ -192,13 +161,7 @@ mod tests {
     }
 
     fn record(offset_delta: u32, timestamp_delta: i64) -> Record {
-        Record {
-            offset_delta,
-            timestamp_delta,
-            key: None,
-            value: b"v".to_vec(),
-            headers: vec![],
-        }
+        Record { offset_delta, timestamp_delta, key: None, value: b"v".to_vec(), headers: vec![] }
     }
 
     /// Guards the rules rkyv cannot check: count, dense deltas, timestamp range.
@@ -208,37 +171,15 @@ mod tests {
         assert!(validate(&good).is_ok());
 
         let gap = assemble(&[record(0, 0), record(2, 0)], 2, 100, 100);
-        assert_eq!(
-            validate(&gap),
-            Err(BatchError::BadOffsetDelta {
-                index: 1,
-                expected: 1,
-                found: 2
-            })
-        );
+        assert_eq!(validate(&gap), Err(BatchError::BadOffsetDelta { index: 1, expected: 1, found: 2 }));
         let count = assemble(&[record(0, 0), record(1, 0)], 3, 100, 100);
-        assert_eq!(
-            validate(&count),
-            Err(BatchError::RecordCountMismatch {
-                header: 3,
-                archive: 2
-            })
-        );
+        assert_eq!(validate(&count), Err(BatchError::RecordCountMismatch { header: 3, archive: 2 }));
         let late = assemble(&[record(0, 0), record(1, 6)], 2, 100, 105);
-        assert!(matches!(
-            validate(&late),
-            Err(BatchError::TimestampOutOfRange { index: 1, .. })
-        ));
+        assert!(matches!(validate(&late), Err(BatchError::TimestampOutOfRange { index: 1, .. })));
         let early = assemble(&[record(0, -1)], 1, 100, 105);
-        assert!(matches!(
-            validate(&early),
-            Err(BatchError::TimestampOutOfRange { index: 0, .. })
-        ));
+        assert!(matches!(validate(&early), Err(BatchError::TimestampOutOfRange { index: 0, .. })));
         let overflow = assemble(&[record(0, i64::MAX)], 1, 1, i64::MAX);
-        assert!(matches!(
-            validate(&overflow),
-            Err(BatchError::TimestampOutOfRange { .. })
-        ));
+        assert!(matches!(validate(&overflow), Err(BatchError::TimestampOutOfRange { .. })));
         // The CRC-level check passes all of these: they are intact, just not well formed.
         for batch in [&gap, &count, &late, &early, &overflow] {
             assert!(validate_crc(batch).is_ok());
@@ -275,9 +216,6 @@ mod tests {
         batch[last] = 1;
         let crc = crc32fast::hash(&batch[CRC_COVERAGE_START..]);
         batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            validate_crc(&batch),
-            Err(BatchError::ReservedNotZero { at: last, value: 1 })
-        );
+        assert_eq!(validate_crc(&batch), Err(BatchError::ReservedNotZero { at: last, value: 1 }));
     }
 }

@@ -35,11 +35,7 @@ impl PartitionLog {
     ///
     /// On `Err` the batch may or may not be in the log. After a failed write or fdatasync the
     /// log is poisoned and every later append fails until the log is reopened.
-    pub async fn append(
-        &self,
-        batch: BytesMut,
-        leader_epoch: LeaderEpoch,
-    ) -> StorageResult<AppendInfo> {
+    pub async fn append(&self, batch: BytesMut, leader_epoch: LeaderEpoch) -> StorageResult<AppendInfo> {
         let next_offset = self.append_without_sync(batch, leader_epoch).await?;
         if self.config.durability == Durability::Always {
             self.sync_to(next_offset.next_offset).await?;
@@ -47,26 +43,17 @@ impl PartitionLog {
         Ok(next_offset)
     }
 
-    async fn append_without_sync(
-        &self,
-        mut batch: BytesMut,
-        leader_epoch: LeaderEpoch,
-    ) -> StorageResult<AppendInfo> {
+    async fn append_without_sync(&self, mut batch: BytesMut, leader_epoch: LeaderEpoch) -> StorageResult<AppendInfo> {
         let header = BatchHeader::parse(&batch)?;
         let batch_bytes = batch.len();
         if header.batch_length as usize != batch_bytes {
-            return Err(StorageError::InvalidBatch(
-                crate::storage::batch::BatchError::TooShort {
-                    needed: header.batch_length as usize,
-                    got: batch_bytes,
-                },
-            ));
+            return Err(StorageError::InvalidBatch(crate::storage::batch::BatchError::TooShort {
+                needed: header.batch_length as usize,
+                got: batch_bytes,
+            }));
         }
         if batch_bytes as u64 > self.config.segment_bytes {
-            return Err(StorageError::BatchLargerThanSegment {
-                batch_bytes,
-                segment_bytes: self.config.segment_bytes,
-            });
+            return Err(StorageError::BatchLargerThanSegment { batch_bytes, segment_bytes: self.config.segment_bytes });
         }
         let _order = acquire(&self.append_lock).await?;
         self.check_writable()?;
@@ -92,22 +79,14 @@ impl PartitionLog {
         };
         let mut state = self.state.borrow_mut();
         let index_interval_bytes = self.config.index_interval_bytes;
-        state
-            .active_mut()
-            .record_batch(&scanned, index_interval_bytes);
-        state
-            .active_first_append_ms
-            .get_or_insert(TimestampMs::now().0);
+        state.active_mut().record_batch(&scanned, index_interval_bytes);
+        state.active_first_append_ms.get_or_insert(TimestampMs::now().0);
         state.next = next_offset;
         state.cache.push(base_offset, next_offset, bytes);
         let written = state.written;
         state.cache.evict(written);
         state.check_offsets();
-        Ok(AppendInfo {
-            base_offset,
-            next_offset,
-            log_start_offset: state.log_start,
-        })
+        Ok(AppendInfo { base_offset, next_offset, log_start_offset: state.log_start })
     }
 
     /// Copies `bytes` into the write buffer, writing the buffer out whenever it fills.
@@ -125,10 +104,7 @@ impl PartitionLog {
     async fn ensure_allocated(&self, needed_bytes: u64) -> StorageResult<()> {
         let (allocated, step) = {
             let state = self.state.borrow();
-            (
-                state.active().allocated_bytes,
-                self.config.preallocate_bytes,
-            )
+            (state.active().allocated_bytes, self.config.preallocate_bytes)
         };
         if needed_bytes <= allocated {
             return Ok(());
@@ -144,11 +120,7 @@ impl PartitionLog {
                 active.allocated_bytes = target;
                 Ok(())
             }
-            Err(e) => Err(StorageError::io(
-                "pre-allocating segment",
-                &active.log_path,
-                e,
-            )),
+            Err(e) => Err(StorageError::io("pre-allocating segment", &active.log_path, e)),
         }
     }
 
@@ -228,8 +200,7 @@ impl PartitionLog {
         let full = active.size_bytes + batch_bytes > self.config.segment_bytes;
         let old = match (self.config.segment_ms, state.active_first_append_ms) {
             (Some(segment_ms), Some(first)) => {
-                TimestampMs::now().0.saturating_sub(first)
-                    >= i64::try_from(segment_ms).unwrap_or(i64::MAX)
+                TimestampMs::now().0.saturating_sub(first) >= i64::try_from(segment_ms).unwrap_or(i64::MAX)
             }
             _ => false,
         };
@@ -244,11 +215,7 @@ impl PartitionLog {
         let (file, size, path) = {
             let state = self.state.borrow();
             let active = state.active();
-            (
-                active.file.clone(),
-                active.size_bytes,
-                active.log_path.clone(),
-            )
+            (active.file.clone(), active.size_bytes, active.log_path.clone())
         };
         if let Err(e) = file.truncate(size).await {
             return Err(self.poison(StorageError::io("truncating closed segment", &path, e)));
@@ -297,11 +264,7 @@ impl PartitionLog {
         let files: Vec<_> = {
             let mut state = self.state.borrow_mut();
             state.closed = true;
-            state
-                .segments
-                .values()
-                .map(|segment| segment.file.clone())
-                .collect()
+            state.segments.values().map(|segment| segment.file.clone()).collect()
         };
         self.append_lock.close();
         self.flush_lock.close();

@@ -70,17 +70,11 @@ struct LogState {
 
 impl LogState {
     fn active(&self) -> &Segment {
-        self.segments
-            .values()
-            .next_back()
-            .expect("a log always has an active segment")
+        self.segments.values().next_back().expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .values_mut()
-            .next_back()
-            .expect("a log always has an active segment")
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
     }
 
     fn check_offsets(&self) {
@@ -127,12 +121,7 @@ impl PartitionLog {
 
     /// Bytes of batches in all segments.
     pub fn size_bytes(&self) -> u64 {
-        self.state
-            .borrow()
-            .segments
-            .values()
-            .map(|segment| segment.size_bytes)
-            .sum()
+        self.state.borrow().segments.values().map(|segment| segment.size_bytes).sum()
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -145,10 +134,7 @@ impl PartitionLog {
             return Err(StorageError::Closed);
         }
         if let Some(cause) = &state.poisoned {
-            return Err(StorageError::Poisoned {
-                path: self.dir.clone(),
-                cause: cause.clone(),
-            });
+            return Err(StorageError::Poisoned { path: self.dir.clone(), cause: cause.clone() });
         }
         Ok(())
     }
@@ -165,7 +151,5 @@ impl PartitionLog {
 }
 
 async fn acquire(lock: &Semaphore) -> StorageResult<glommio::sync::Permit<'_>> {
-    lock.acquire_permit(1)
-        .await
-        .map_err(|_| StorageError::Closed)
+    lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)
 }

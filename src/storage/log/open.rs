@@ -71,12 +71,10 @@ impl PartitionLog {
         config.validate().map_err(StorageError::InvalidConfig)?;
         crate::storage::direct_io::check_direct_io(dir).await?;
         let mut report = RecoveryReport::default();
-        let marker = meta_file::read_optional(dir, CLEAN_SHUTDOWN_FILE_NAME)?
-            .and_then(|bytes| CleanShutdown::decode(&bytes));
+        let marker =
+            meta_file::read_optional(dir, CLEAN_SHUTDOWN_FILE_NAME)?.and_then(|bytes| CleanShutdown::decode(&bytes));
         let mut bases = list_segment_bases(dir)?;
-        let mut log_start = meta_file::read_log_start(dir)?
-            .or(bases.first().copied())
-            .unwrap_or_default();
+        let mut log_start = meta_file::read_log_start(dir)?.or(bases.first().copied()).unwrap_or_default();
 
         // An interrupted retention: segments whose successor starts at or below the log start.
         while bases.len() >= 2 && bases[1] <= log_start {
@@ -145,8 +143,7 @@ impl PartitionLog {
 
 /// Base offsets of the `.log` files in `dir`, ascending.
 fn list_segment_bases(dir: &Path) -> StorageResult<Vec<Offset>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| StorageError::io("listing partition directory", dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("listing partition directory", dir, e))?;
     let mut bases = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("listing partition directory", dir, e))?;
@@ -202,9 +199,9 @@ async fn recover_active(
     report: &mut RecoveryReport,
 ) -> StorageResult<()> {
     let file_bytes = segment.allocated_bytes;
-    if let Some(marker) = marker.filter(|m| {
-        m.active_base_offset == segment.base_offset && m.active_size_bytes <= file_bytes
-    }) {
+    if let Some(marker) =
+        marker.filter(|m| m.active_base_offset == segment.base_offset && m.active_size_bytes <= file_bytes)
+    {
         let size = marker.active_size_bytes;
         segment.size_bytes = size;
         segment.written_bytes = size;
@@ -254,20 +251,13 @@ async fn recover_active(
     // Cut the file at the valid end, so that stale bytes after it can never be scanned as
     // data again, then pre-allocate afresh (the new extent reads as zeros).
     segment.truncate_file(end).await?;
-    segment
-        .ensure_allocated(end + config.preallocate_bytes, config.preallocate_bytes)
-        .await
+    segment.ensure_allocated(end + config.preallocate_bytes, config.preallocate_bytes).await
 }
 
 /// A write buffer that continues the active segment: it holds the segment's last partial page.
-async fn resume_write_buffer(
-    active: Option<&Segment>,
-    config: &LogConfig,
-) -> StorageResult<WriteBuffer> {
+async fn resume_write_buffer(active: Option<&Segment>, config: &LogConfig) -> StorageResult<WriteBuffer> {
     let Some(active) = active else {
-        return Err(StorageError::InvalidConfig(
-            "a log needs an active segment".into(),
-        ));
+        return Err(StorageError::InvalidConfig("a log needs an active segment".into()));
     };
     let end = active.size_bytes;
     let page_start = align_down(end);
@@ -278,21 +268,14 @@ async fn resume_write_buffer(
             return Err(StorageError::Corrupt {
                 path: active.log_path.clone(),
                 position: page_start,
-                reason: format!(
-                    "the last page holds {} bytes, expected {wanted}",
-                    page.len()
-                ),
+                reason: format!("the last page holds {} bytes, expected {wanted}", page.len()),
             });
         }
         page[..wanted].to_vec()
     } else {
         Vec::new()
     };
-    Ok(WriteBuffer::new(
-        active.alloc_buffer(config.write_buffer_bytes),
-        end,
-        &partial,
-    ))
+    Ok(WriteBuffer::new(active.alloc_buffer(config.write_buffer_bytes), end, &partial))
 }
 
 /// `Durability::IntervalMs`: write and sync the log every `interval_ms` while it lives.

@@ -37,11 +37,8 @@ impl PartitionLog {
             if state.closed {
                 return Err(StorageError::Closed);
             }
-            let mut result = ReadBatches {
-                batches: Vec::new(),
-                log_start_offset: state.log_start,
-                log_end_offset: state.next,
-            };
+            let mut result =
+                ReadBatches { batches: Vec::new(), log_start_offset: state.log_start, log_end_offset: state.next };
             if offset < state.log_start || offset > state.next {
                 return Err(StorageError::OffsetOutOfRange {
                     requested: offset,
@@ -64,13 +61,7 @@ impl PartitionLog {
                 Some(entry) => (entry.offset, u64::from(entry.position)),
                 None => (segment.base_offset, 0),
             };
-            (
-                segment.base_offset,
-                start_position,
-                start_offset,
-                segment.written_bytes,
-                segment.next_offset,
-            )
+            (segment.base_offset, start_position, start_offset, segment.written_bytes, segment.next_offset)
         };
         if offset >= segment_next {
             // Between segments (cannot happen with contiguous segments) or not yet written.
@@ -83,22 +74,17 @@ impl PartitionLog {
         let mut batches = Vec::new();
         let mut taken_bytes = 0usize;
         let (_, stop) = reader
-            .walk(
-                start_position,
-                start_offset,
-                end_position,
-                |batch, bytes| {
-                    if batch.next_offset <= offset {
-                        return true;
-                    }
-                    if !batches.is_empty() && taken_bytes + bytes.len() > max_bytes {
-                        return false;
-                    }
-                    taken_bytes += bytes.len();
-                    batches.push(Bytes::copy_from_slice(bytes));
-                    taken_bytes < max_bytes
-                },
-            )
+            .walk(start_position, start_offset, end_position, |batch, bytes| {
+                if batch.next_offset <= offset {
+                    return true;
+                }
+                if !batches.is_empty() && taken_bytes + bytes.len() > max_bytes {
+                    return false;
+                }
+                taken_bytes += bytes.len();
+                batches.push(Bytes::copy_from_slice(bytes));
+                taken_bytes < max_bytes
+            })
             .await?;
         if let Some(stop) = stop {
             if batches.is_empty() {
@@ -116,11 +102,7 @@ impl PartitionLog {
 
     fn bounds_only(&self) -> ReadBatches {
         let state = self.state.borrow();
-        ReadBatches {
-            batches: Vec::new(),
-            log_start_offset: state.log_start,
-            log_end_offset: state.next,
-        }
+        ReadBatches { batches: Vec::new(), log_start_offset: state.log_start, log_end_offset: state.next }
     }
 
     /// The offset of the first record whose timestamp is at or after `target`, or `None` when
@@ -129,15 +111,10 @@ impl PartitionLog {
         // The first segment whose newest record reaches `target`, and where to scan from in it.
         let mut from = {
             let state = self.state.borrow();
-            let segment = state
-                .segments
-                .values()
-                .find(|segment| segment.max_timestamp.is_some_and(|max| max >= target));
+            let segment =
+                state.segments.values().find(|segment| segment.max_timestamp.is_some_and(|max| max >= target));
             match segment {
-                Some(segment) => segment
-                    .time_index
-                    .scan_start(target)
-                    .unwrap_or(segment.base_offset),
+                Some(segment) => segment.time_index.scan_start(target).unwrap_or(segment.base_offset),
                 None => return Ok(None),
             }
             .max(state.log_start)

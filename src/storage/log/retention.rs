@@ -26,19 +26,14 @@ impl PartitionLog {
         self.check_writable()?;
         let (doomed, new_start) = {
             let state = self.state.borrow();
-            let mut total_bytes: u64 = state
-                .segments
-                .values()
-                .map(|segment| segment.size_bytes)
-                .sum();
+            let mut total_bytes: u64 = state.segments.values().map(|segment| segment.size_bytes).sum();
             let closed = state.segments.len() - 1;
             let mut doomed = Vec::new();
             let mut new_start = state.log_start;
             for segment in state.segments.values().take(closed) {
                 let too_old = match (self.config.retention_ms, segment.max_timestamp) {
                     (Some(retention_ms), Some(newest)) => {
-                        now.0.saturating_sub(newest.0)
-                            > i64::try_from(retention_ms).unwrap_or(i64::MAX)
+                        now.0.saturating_sub(newest.0) > i64::try_from(retention_ms).unwrap_or(i64::MAX)
                     }
                     _ => false,
                 };
@@ -56,10 +51,7 @@ impl PartitionLog {
             }
             (doomed, new_start)
         };
-        let mut report = RetentionReport {
-            log_start_offset: new_start,
-            ..RetentionReport::default()
-        };
+        let mut report = RetentionReport { log_start_offset: new_start, ..RetentionReport::default() };
         if doomed.is_empty() {
             report.log_start_offset = self.log_start_offset();
             return Ok(report);
@@ -69,11 +61,7 @@ impl PartitionLog {
             let mut state = self.state.borrow_mut();
             state.log_start = new_start;
             state.cache.drop_below(new_start);
-            doomed
-                .iter()
-                .filter_map(|(base, _)| state.segments.remove(base))
-                .map(|segment| segment.file)
-                .collect()
+            doomed.iter().filter_map(|(base, _)| state.segments.remove(base)).map(|segment| segment.file).collect()
         };
         for file in files {
             let _ = file.close_rc().await; // readers may still hold it; they keep it open
@@ -103,26 +91,13 @@ impl PartitionLog {
             return Ok(next);
         }
         if offset < log_start {
-            return Err(StorageError::OffsetOutOfRange {
-                requested: offset,
-                log_start,
-                log_end: next,
-            });
+            return Err(StorageError::OffsetOutOfRange { requested: offset, log_start, log_end: next });
         }
         // Drop whole segments that start at or after the cut, but keep the one holding it.
         let later: Vec<Offset> = {
             let state = self.state.borrow();
-            let holder = state
-                .segments
-                .range(..=offset)
-                .next_back()
-                .map(|(base, _)| *base);
-            state
-                .segments
-                .keys()
-                .copied()
-                .filter(|base| Some(*base) != holder && *base > offset)
-                .collect()
+            let holder = state.segments.range(..=offset).next_back().map(|(base, _)| *base);
+            state.segments.keys().copied().filter(|base| Some(*base) != holder && *base > offset).collect()
         };
         for base in later {
             let segment = self.state.borrow_mut().segments.remove(&base);
@@ -139,12 +114,7 @@ impl PartitionLog {
                 Some(entry) => (entry.offset, u64::from(entry.position)),
                 None => (segment.base_offset, 0),
             };
-            (
-                segment.reader(),
-                start_offset,
-                start_position,
-                segment.size_bytes,
-            )
+            (segment.reader(), start_offset, start_position, segment.size_bytes)
         };
         let mut cut = (start_position, start_offset);
         reader
@@ -169,9 +139,7 @@ impl PartitionLog {
         let page_start = align_down(cut_position);
         let partial = if cut_position > page_start {
             let page = reader.read_range(page_start, PAGE_BYTES).await?;
-            page.get(..(cut_position - page_start) as usize)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default()
+            page.get(..(cut_position - page_start) as usize).map(<[u8]>::to_vec).unwrap_or_default()
         } else {
             Vec::new()
         };

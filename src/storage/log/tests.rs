@@ -21,23 +21,15 @@ fn small_config() -> LogConfig {
 }
 
 async fn open(dir: &std::path::Path, config: LogConfig, cache_bytes: usize) -> Rc<PartitionLog> {
-    PartitionLog::open(dir, config, TailCacheBudget::new(cache_bytes))
-        .await
-        .unwrap()
-        .0
+    PartitionLog::open(dir, config, TailCacheBudget::new(cache_bytes)).await.unwrap().0
 }
 
 /// Appends `count` batches of 3 records tagged 0..count; returns their base offsets.
 async fn append_tagged(log: &PartitionLog, count: u64, value_bytes: usize) -> Vec<Offset> {
     let mut bases = Vec::new();
     for tag in 0..count {
-        let info = log
-            .append(
-                make_batch(tag, 3, value_bytes, TimestampMs(1000 + tag as i64)),
-                LeaderEpoch(1),
-            )
-            .await
-            .unwrap();
+        let info =
+            log.append(make_batch(tag, 3, value_bytes, TimestampMs(1000 + tag as i64)), LeaderEpoch(1)).await.unwrap();
         bases.push(info.base_offset);
     }
     bases
@@ -69,28 +61,15 @@ fn appends_get_contiguous_offsets_and_read_back_from_cache_and_disk() {
         // A tiny cache: most reads must come from disk.
         let log = open(dir.path(), small_config(), 4 << 10).await;
         let bases = append_tagged(&log, 200, 100).await;
-        assert_eq!(
-            bases.iter().map(|o| o.0).collect::<Vec<_>>(),
-            (0..200).map(|i| i * 3).collect::<Vec<_>>()
-        );
+        assert_eq!(bases.iter().map(|o| o.0).collect::<Vec<_>>(), (0..200).map(|i| i * 3).collect::<Vec<_>>());
         assert_eq!(log.log_end_offset(), Offset(600));
         assert!(log.segment_count() > 1, "64 KiB segments must have rolled");
-        assert_eq!(
-            read_all_tags(&log, Offset(0)).await,
-            (0..200).collect::<Vec<_>>()
-        );
+        assert_eq!(read_all_tags(&log, Offset(0)).await, (0..200).collect::<Vec<_>>());
         // A read from inside a batch starts with the batch that holds the offset.
         let read = log.read(Offset(301), 1).await.unwrap();
-        assert_eq!(
-            read.batches.len(),
-            1,
-            "at least one batch, even over max_bytes"
-        );
+        assert_eq!(read.batches.len(), 1, "at least one batch, even over max_bytes");
         assert_eq!(batch_tag(&read.batches[0]), Some(100));
-        assert!(matches!(
-            log.read(Offset(601), 100).await,
-            Err(StorageError::OffsetOutOfRange { .. })
-        ));
+        assert!(matches!(log.read(Offset(601), 100).await, Err(StorageError::OffsetOutOfRange { .. })));
         assert!(log.read(Offset(600), 100).await.unwrap().batches.is_empty());
         log.close().await.unwrap();
     });
@@ -104,32 +83,20 @@ fn a_clean_close_skips_the_scan_and_a_dirty_one_recovers_everything_synced() {
         append_tagged(&log, 50, 200).await;
         log.close().await.unwrap();
         let (log, report) =
-            PartitionLog::open(dir.path(), small_config(), TailCacheBudget::new(1 << 20))
-                .await
-                .unwrap();
+            PartitionLog::open(dir.path(), small_config(), TailCacheBudget::new(1 << 20)).await.unwrap();
         assert!(report.clean_shutdown);
         assert_eq!(report.log_end_offset, Offset(150));
-        assert_eq!(
-            read_all_tags(&log, Offset(0)).await,
-            (0..50).collect::<Vec<_>>()
-        );
+        assert_eq!(read_all_tags(&log, Offset(0)).await, (0..50).collect::<Vec<_>>());
         // Append more and drop without closing: as after a crash, with `always` durability.
         for tag in 50..60 {
-            log.append(make_batch(tag, 3, 200, TimestampMs(5)), LeaderEpoch(1))
-                .await
-                .unwrap();
+            log.append(make_batch(tag, 3, 200, TimestampMs(5)), LeaderEpoch(1)).await.unwrap();
         }
         drop(log);
         let (log, report) =
-            PartitionLog::open(dir.path(), small_config(), TailCacheBudget::new(1 << 20))
-                .await
-                .unwrap();
+            PartitionLog::open(dir.path(), small_config(), TailCacheBudget::new(1 << 20)).await.unwrap();
         assert!(!report.clean_shutdown);
         assert!(report.truncation.is_none(), "{:?}", report.truncation);
-        assert_eq!(
-            read_all_tags(&log, Offset(0)).await,
-            (0..60).collect::<Vec<_>>()
-        );
+        assert_eq!(read_all_tags(&log, Offset(0)).await, (0..60).collect::<Vec<_>>());
         log.close().await.unwrap();
     });
 }
@@ -138,15 +105,7 @@ fn a_clean_close_skips_the_scan_and_a_dirty_one_recovers_everything_synced() {
 fn concurrent_appenders_share_syncs_and_all_land_in_order() {
     run_local(|| async {
         let dir = tempfile::tempdir().unwrap();
-        let log = open(
-            dir.path(),
-            LogConfig {
-                durability: Durability::Always,
-                ..small_config()
-            },
-            1 << 20,
-        )
-        .await;
+        let log = open(dir.path(), LogConfig { durability: Durability::Always, ..small_config() }, 1 << 20).await;
         let mut tasks = Vec::new();
         for appender in 0..16u64 {
             let log = log.clone();
@@ -154,16 +113,10 @@ fn concurrent_appenders_share_syncs_and_all_land_in_order() {
                 let mut bases = Vec::new();
                 for i in 0..20 {
                     let info = log
-                        .append(
-                            make_batch(appender * 1000 + i, 2, 64, TimestampMs(1)),
-                            LeaderEpoch(1),
-                        )
+                        .append(make_batch(appender * 1000 + i, 2, 64, TimestampMs(1)), LeaderEpoch(1))
                         .await
                         .unwrap();
-                    assert!(
-                        log.durable_offset() >= info.next_offset,
-                        "acknowledged before durable"
-                    );
+                    assert!(log.durable_offset() >= info.next_offset, "acknowledged before durable");
                     bases.push(info.base_offset);
                 }
                 bases
@@ -172,10 +125,7 @@ fn concurrent_appenders_share_syncs_and_all_land_in_order() {
         let mut all = Vec::new();
         for task in tasks {
             let bases = task.await;
-            assert!(
-                bases.windows(2).all(|w| w[0] < w[1]),
-                "one appender's batches stay in order"
-            );
+            assert!(bases.windows(2).all(|w| w[0] < w[1]), "one appender's batches stay in order");
             all.extend(bases);
         }
         all.sort();
@@ -188,11 +138,7 @@ fn concurrent_appenders_share_syncs_and_all_land_in_order() {
 fn retention_deletes_old_closed_segments_and_moves_the_log_start() {
     run_local(|| async {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            retention_bytes: Some(100 << 10),
-            retention_ms: None,
-            ..small_config()
-        };
+        let config = LogConfig { retention_bytes: Some(100 << 10), retention_ms: None, ..small_config() };
         let log = open(dir.path(), config.clone(), 1 << 20).await;
         append_tagged(&log, 600, 300).await;
         let segments_before = log.segment_count();
@@ -200,10 +146,7 @@ fn retention_deletes_old_closed_segments_and_moves_the_log_start() {
         assert!(report.deleted_segments > 0 && log.segment_count() < segments_before);
         let start = log.log_start_offset();
         assert_eq!(start, report.log_start_offset);
-        assert!(
-            log.size_bytes() >= 100 << 10,
-            "retention keeps at least retention_bytes"
-        );
+        assert!(log.size_bytes() >= 100 << 10, "retention keeps at least retention_bytes");
         match log.read(Offset(0), 100).await {
             Err(StorageError::OffsetOutOfRange { log_start, .. }) => assert_eq!(log_start, start),
             other => panic!("expected OffsetOutOfRange, got {other:?}"),
@@ -211,26 +154,14 @@ fn retention_deletes_old_closed_segments_and_moves_the_log_start() {
         let tags = read_all_tags(&log, start).await;
         assert_eq!(tags.last(), Some(&599));
         log.close().await.unwrap();
-        let (log, _) = PartitionLog::open(dir.path(), config, TailCacheBudget::new(1 << 20))
-            .await
-            .unwrap();
+        let (log, _) = PartitionLog::open(dir.path(), config, TailCacheBudget::new(1 << 20)).await.unwrap();
         assert_eq!(log.log_start_offset(), start, "the log start is persisted");
         // By time: every closed segment is older than a day from now.
-        let config = LogConfig {
-            retention_ms: Some(1),
-            retention_bytes: None,
-            ..small_config()
-        };
+        let config = LogConfig { retention_ms: Some(1), retention_bytes: None, ..small_config() };
         drop(log);
-        let (log, _) = PartitionLog::open(dir.path(), config, TailCacheBudget::new(1 << 20))
-            .await
-            .unwrap();
+        let (log, _) = PartitionLog::open(dir.path(), config, TailCacheBudget::new(1 << 20)).await.unwrap();
         log.apply_retention(TimestampMs::now()).await.unwrap();
-        assert_eq!(
-            log.segment_count(),
-            1,
-            "only the active segment survives time retention"
-        );
+        assert_eq!(log.segment_count(), 1, "only the active segment survives time retention");
         log.close().await.unwrap();
     });
 }
@@ -244,10 +175,7 @@ fn truncate_to_cuts_whole_batches_and_appends_continue_from_the_cut() {
         let cut = log.truncate_to(Offset(301)).await.unwrap();
         assert_eq!(cut, Offset(300), "the batch holding 301 starts at 300");
         assert_eq!(log.log_end_offset(), Offset(300));
-        let info = log
-            .append(make_batch(777, 3, 100, TimestampMs(1)), LeaderEpoch(2))
-            .await
-            .unwrap();
+        let info = log.append(make_batch(777, 3, 100, TimestampMs(1)), LeaderEpoch(2)).await.unwrap();
         assert_eq!(info.base_offset, Offset(300));
         let mut expected: Vec<u64> = (0..100).collect();
         expected.push(777);
@@ -265,22 +193,10 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), small_config(), 4 << 10).await;
         append_tagged(&log, 300, 100).await; // batch t has timestamp 1000 + t, offsets 3t..3t+2
-        assert_eq!(
-            log.offset_for_timestamp(TimestampMs(0)).await.unwrap(),
-            Some(Offset(0))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(TimestampMs(1150)).await.unwrap(),
-            Some(Offset(450))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(TimestampMs(1299)).await.unwrap(),
-            Some(Offset(897))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(TimestampMs(1300)).await.unwrap(),
-            None
-        );
+        assert_eq!(log.offset_for_timestamp(TimestampMs(0)).await.unwrap(), Some(Offset(0)));
+        assert_eq!(log.offset_for_timestamp(TimestampMs(1150)).await.unwrap(), Some(Offset(450)));
+        assert_eq!(log.offset_for_timestamp(TimestampMs(1299)).await.unwrap(), Some(Offset(897)));
+        assert_eq!(log.offset_for_timestamp(TimestampMs(1300)).await.unwrap(), None);
         log.close().await.unwrap();
     });
 }
@@ -293,20 +209,13 @@ fn bad_batches_are_refused_without_harming_the_log() {
         append_tagged(&log, 2, 10).await;
         let mut short = make_batch(9, 1, 10, TimestampMs(1));
         short.truncate(short.len() - 8);
-        assert!(matches!(
-            log.append(short, LeaderEpoch(1)).await,
-            Err(StorageError::InvalidBatch(_))
-        ));
+        assert!(matches!(log.append(short, LeaderEpoch(1)).await, Err(StorageError::InvalidBatch(_))));
         let garbage = bytes::BytesMut::from(&[0xFFu8; 100][..]);
-        assert!(matches!(
-            log.append(garbage, LeaderEpoch(1)).await,
-            Err(StorageError::InvalidBatch(_))
-        ));
+        assert!(matches!(log.append(garbage, LeaderEpoch(1)).await, Err(StorageError::InvalidBatch(_))));
         assert_eq!(read_all_tags(&log, Offset(0)).await, vec![0, 1]);
         log.close().await.unwrap();
         assert!(matches!(
-            log.append(make_batch(3, 1, 1, TimestampMs(1)), LeaderEpoch(1))
-                .await,
+            log.append(make_batch(3, 1, 1, TimestampMs(1)), LeaderEpoch(1)).await,
             Err(StorageError::Closed)
         ));
     });
