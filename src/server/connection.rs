@@ -80,6 +80,13 @@ async fn read_requests(
         }
         match decoder.status(&buffer) {
             Ok(FrameStatus::Ready(_)) => {
+                if frame_memory.is_none() {
+                    // The frame came in one read: account for it all the same.
+                    match reserve_frame(shard, &buffer, memory).await {
+                        Some(permit) => frame_memory = Some(permit),
+                        None => return CloseReason::Other("the broker is shutting down".into()),
+                    }
+                }
                 let frame = match decoder.split_frame(&mut buffer) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => continue,
@@ -106,14 +113,10 @@ async fn read_requests(
             }
             Ok(FrameStatus::NeedMore(needed)) => {
                 if buffer.len() >= FRAME_HEADER_BYTES && frame_memory.is_none() {
-                    // The header is in and checked: reserve the whole frame from the shard's budget.
-                    let header_bytes: [u8; FRAME_HEADER_BYTES] =
-                        buffer[..FRAME_HEADER_BYTES].try_into().unwrap_or([0; FRAME_HEADER_BYTES]);
-                    let limits = FrameLimits { max_frame_bytes: shard.settings.max_frame_bytes };
-                    let frame_bytes = FrameHeader::decode(&header_bytes, &limits).map(|h| h.frame_bytes()).unwrap_or(0);
-                    match memory.clone().acquire_static_permit(frame_bytes).await {
-                        Ok(permit) => frame_memory = Some(permit),
-                        Err(_) => return CloseReason::Other("the broker is shutting down".into()),
+                    // The header is in and checked: reserve the whole frame before reading its body.
+                    match reserve_frame(shard, &buffer, memory).await {
+                        Some(permit) => frame_memory = Some(permit),
+                        None => return CloseReason::Other("the broker is shutting down".into()),
                     }
                 }
                 let timeout = if buffer.is_empty() { IDLE_TIMEOUT } else { FRAME_BODY_TIMEOUT };
@@ -149,6 +152,15 @@ async fn read_requests(
         }
         let _ = peer;
     }
+}
+
+/// Takes the bytes of the frame at the front of `buffer` from the shard's memory budget,
+/// waiting while other requests hold it. `None` once the budget is closed (shutdown).
+async fn reserve_frame(shard: &Shard, buffer: &[u8], memory: &Rc<Semaphore>) -> Option<StaticPermit> {
+    let header_bytes: [u8; FRAME_HEADER_BYTES] = buffer.get(..FRAME_HEADER_BYTES)?.try_into().ok()?;
+    let limits = FrameLimits { max_frame_bytes: shard.settings.max_frame_bytes };
+    let frame_bytes = FrameHeader::decode(&header_bytes, &limits).map(|h| h.frame_bytes()).unwrap_or(0);
+    memory.clone().acquire_static_permit(frame_bytes).await.ok()
 }
 
 /// Answers a frame whose header cannot be trusted with an error response, then closes: the

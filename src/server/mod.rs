@@ -24,7 +24,6 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::shard::mesh::MESH_CHANNEL_CAPACITY;
-use crate::shard::placement::ShardId;
 use crate::shard::state::BrokerSettings;
 use crate::storage::DataDirLock;
 use shard_main::{run_shard, Shared};
@@ -102,7 +101,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         };
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("ringmq-shard-{index}"))
-            .spawn(move || run_shard(ShardId(index), fd, shared))
+            .spawn(move || run_shard(fd, shared))
             .map_err(|e| format!("cannot start executor {index}: {e} (is io_uring allowed? see tuning/README.md)"))?;
         executors.push(executor);
     }

@@ -16,7 +16,6 @@ use super::connection;
 use super::topics::TopicTable;
 use crate::shard::execute::{apply_retention, apply_topics, execute};
 use crate::shard::mesh::{serve_mesh, MeshMessage, MeshRouter};
-use crate::shard::placement::ShardId;
 use crate::shard::state::{BrokerSettings, Shard};
 
 /// How often a shard looks at the shutdown flag while it waits for connections.
@@ -38,10 +37,10 @@ pub struct Shared {
     pub started: Arc<AtomicUsize>,
 }
 
-pub async fn run_shard(id: ShardId, listener_fd: RawFd, shared: Shared) -> Result<(), String> {
+pub async fn run_shard(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
     let started = shared.started.clone();
     let shutdown = shared.shutdown.clone();
-    let result = run(id, listener_fd, shared).await;
+    let result = run(listener_fd, shared).await;
     if result.is_err() {
         // Unblock the main thread and stop the other shards: a broker missing a shard must not serve.
         started.fetch_add(1, Ordering::SeqCst);
@@ -50,13 +49,15 @@ pub async fn run_shard(id: ShardId, listener_fd: RawFd, shared: Shared) -> Resul
     result
 }
 
-async fn run(id: ShardId, listener_fd: RawFd, shared: Shared) -> Result<(), String> {
+async fn run(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
     // SAFETY: the main thread bound this listening socket for this shard alone and handed over
     // its only descriptor; the listener takes ownership and closes it.
     let listener = unsafe { TcpListener::from_raw_fd(listener_fd) };
-    let (senders, receivers) =
-        shared.mesh.join().await.map_err(|e| format!("shard {id}: cannot join the channel mesh: {e}"))?;
+    let (senders, receivers) = shared.mesh.join().await.map_err(|e| format!("cannot join the channel mesh: {e}"))?;
+    // A shard is its place in the mesh: peers are numbered in the order they joined, and that
+    // number decides which partitions the shard owns.
     let router = MeshRouter::new(senders);
+    let id = router.shard_id();
     let shard = Shard::new(id, shared.settings.clone(), router.clone());
     crate::storage::direct_io::check_direct_io(&shared.settings.data_dir).await.map_err(|e| {
         format!(
