@@ -219,8 +219,8 @@ async fn list_offset(shard: &Shard, tp: TopicPartition, query: OffsetQuery) -> P
         OffsetQuery::Latest => Ok((high_watermark.0, -1)),
         OffsetQuery::Timestamp(timestamp) => match handle.log.offset_for_timestamp(TimestampMs(timestamp)).await {
             Ok(Some(offset)) if offset < high_watermark => Ok((offset.0, timestamp)),
-            // Every visible record is older: the position after them.
-            Ok(_) => Ok((high_watermark.0, -1)),
+            // Every visible record is older (PROTOCOL.md: no such offset).
+            Ok(_) => Ok((crate::protocol::OFFSET_UNKNOWN, -1)),
             Err(error) => Err(storage_error(&error)),
         },
     };

@@ -33,13 +33,24 @@ pub async fn check_direct_io(dir: &Path) -> StorageResult<()> {
     if CHECKED_DEVICES.with(|checked| checked.borrow().contains(&device)) {
         return Ok(());
     }
-    let path = dir.join(PROBE_FILE_NAME);
+    // One probe file per thread: shards of one broker probe the same directory at once.
+    let path = dir.join(format!("{PROBE_FILE_NAME}.{}", std::process::id() as u64 * 1_000_000 + thread_number()));
     std::fs::write(&path, [0xA5u8; PROBE_BYTES]).map_err(|e| StorageError::io("writing probe file", &path, e))?;
     let result = read_back(&path).await;
     let _ = std::fs::remove_file(&path);
     result?;
     CHECKED_DEVICES.with(|checked| checked.borrow_mut().insert(device));
     Ok(())
+}
+
+/// A number for the calling thread, unique within the process.
+fn thread_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static NUMBER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|number| *number)
 }
 
 async fn read_back(path: &Path) -> StorageResult<()> {
