@@ -17,8 +17,10 @@
 //! client, the CLI and the load generator.
 
 pub mod cli;
+pub mod client;
 pub mod model;
 pub mod protocol;
+pub mod runtime;
 pub mod server;
 pub mod storage;
 pub mod testing;
