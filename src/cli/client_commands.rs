@@ -144,8 +144,7 @@ where
         .map_err(|error| format!("bad broker address '{bootstrap}': {error}"))?
         .next()
         .ok_or_else(|| format!("broker address '{bootstrap}' resolves to nothing"))?;
-    run_local(|| command(addr))
-        .map_err(|error| format!("cannot start the I/O runtime: {error}"))?
+    run_local(|| command(addr)).map_err(|error| format!("cannot start the I/O runtime: {error}"))?
 }
 
 async fn connect(addr: SocketAddr) -> Result<Connection<TcpStream>, String> {
@@ -448,16 +447,18 @@ pub(super) async fn consume(addr: SocketAddr, args: ConsumeArgs) -> CommandResul
             .map(|p| PartitionId(p.partition))
             .collect(),
     };
-    let max_wait_ms = args
-        .idle_timeout_ms
-        .map_or(CONSUME_MAX_WAIT_MS, |idle| idle.clamp(1, CONSUME_MAX_WAIT_MS));
+    let max_wait_ms = args.idle_timeout_ms.map_or(CONSUME_MAX_WAIT_MS, |idle| {
+        idle.clamp(1, CONSUME_MAX_WAIT_MS)
+    });
     let config = ConsumerConfig {
         max_wait_ms: u32::try_from(max_wait_ms).unwrap_or(u32::MAX),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(connection, config);
-    let assignment: Vec<(&str, PartitionId)> =
-        partitions.iter().map(|&p| (args.topic.as_str(), p)).collect();
+    let assignment: Vec<(&str, PartitionId)> = partitions
+        .iter()
+        .map(|&p| (args.topic.as_str(), p))
+        .collect();
     consumer.assign(&assignment);
     let start = match args.from {
         StartFrom::Earliest => SeekTo::Earliest,
@@ -580,6 +581,9 @@ mod tests {
         assert_eq!(parsed["timestamp"], 1_700);
         assert!(parsed["key"].is_null());
         assert_eq!(parsed["value"], "he\"llo\u{fffd}");
-        assert_eq!(format_record(&record, ConsumeFormat::Value), "he\"llo\u{fffd}");
+        assert_eq!(
+            format_record(&record, ConsumeFormat::Value),
+            "he\"llo\u{fffd}"
+        );
     }
 }

@@ -21,7 +21,11 @@ pub use client_commands::{
 pub const BOOTSTRAP_DEFAULT: &str = "127.0.0.1:9292";
 
 #[derive(Debug, Parser)]
-#[command(name = "ringmq", version, about = "A persistent message broker, thread-per-core on io_uring")]
+#[command(
+    name = "ringmq",
+    version,
+    about = "A persistent message broker, thread-per-core on io_uring"
+)]
 pub struct Cli {
     /// Broker address (HOST:PORT) the client subcommands connect to.
     #[arg(long, global = true, env = "RINGMQ_BOOTSTRAP", default_value = BOOTSTRAP_DEFAULT)]
@@ -57,9 +61,9 @@ pub fn main() -> ExitCode {
     let bootstrap = cli.bootstrap;
     let outcome = match cli.command {
         Command::Serve(args) => return crate::server::run(args),
-        Command::Topic(command) => client_commands::run(&bootstrap, |addr| {
-            client_commands::topic(addr, command)
-        }),
+        Command::Topic(command) => {
+            client_commands::run(&bootstrap, |addr| client_commands::topic(addr, command))
+        }
         Command::Produce(args) => {
             client_commands::run(&bootstrap, |addr| client_commands::produce(addr, args))
         }

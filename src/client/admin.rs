@@ -8,8 +8,8 @@ use super::error::{ClientError, ClientResult};
 use crate::model::{Offset, PartitionId, TimestampMs};
 use crate::protocol::{
     ApiVersionsRequest, ApiVersionsResponse, CreateTopicRequest, DeleteTopicRequest, ErrorCode,
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, MetadataRequest,
-    MetadataResponse, MetadataTopic, OffsetSpec, OFFSET_UNKNOWN,
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, MetadataRequest, MetadataResponse,
+    MetadataTopic, OffsetSpec, OFFSET_UNKNOWN,
 };
 
 /// Name the client reports in ApiVersions.

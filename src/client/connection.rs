@@ -30,9 +30,8 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::error::{ClientError, ClientResult};
 use super::Sleeper;
 use crate::protocol::{
-    check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode,
-    ErrorResponse, Frame, FrameDecoder, FrameLimits, FrameStatus, Request,
-    MAX_FRAME_BYTES_DEFAULT,
+    check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode, ErrorResponse,
+    Frame, FrameDecoder, FrameLimits, FrameStatus, Request, MAX_FRAME_BYTES_DEFAULT,
 };
 
 /// Slack above the broker's default frame limit for response frames: a fetch returns at least
@@ -41,7 +40,8 @@ use crate::protocol::{
 pub const RESPONSE_FRAME_SLACK_BYTES: u32 = 1 << 20;
 /// Default bound on one response frame (envelope + payload), checked from its header before
 /// anything is allocated.
-pub const RESPONSE_FRAME_BYTES_MAX_DEFAULT: u32 = MAX_FRAME_BYTES_DEFAULT + RESPONSE_FRAME_SLACK_BYTES;
+pub const RESPONSE_FRAME_BYTES_MAX_DEFAULT: u32 =
+    MAX_FRAME_BYTES_DEFAULT + RESPONSE_FRAME_SLACK_BYTES;
 /// Default bound on requests written and not yet answered.
 pub const IN_FLIGHT_MAX_DEFAULT: usize = 16;
 /// Default time to wait for a response (a fetch adds its `max_wait_ms`).
@@ -324,7 +324,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Err(error) => return Poll::Ready(Err(error.into())),
         };
         let start = self.read_buffer.len();
-        self.read_buffer.resize(start + needed.max(READ_CHUNK_BYTES), 0);
+        self.read_buffer
+            .resize(start + needed.max(READ_CHUNK_BYTES), 0);
         let read = Pin::new(&mut self.stream).poll_read(context, &mut self.read_buffer[start..]);
         let got = match read {
             Poll::Ready(Ok(got)) => got,

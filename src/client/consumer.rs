@@ -304,12 +304,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
             )
             .map_err(ClientError::from)
             .and_then(|batches| {
-                decode_batches(&assignment.topic, assignment.partition, &batches, position)
-                    .map_err(|source| ClientError::CorruptBatch {
+                decode_batches(&assignment.topic, assignment.partition, &batches, position).map_err(
+                    |source| ClientError::CorruptBatch {
                         topic: assignment.topic.to_string(),
                         partition: assignment.partition,
                         source,
-                    })
+                    },
+                )
             });
             match decoded {
                 Ok((partition_records, next)) => {
@@ -437,7 +438,8 @@ mod tests {
         // An unaligned copy decodes too (a network frame need not be 8-aligned).
         let mut unaligned = vec![0u8; 1];
         unaligned.extend_from_slice(&good);
-        let (records, _) = decode_batches(&topic, PartitionId(0), &unaligned[1..], Offset(0)).unwrap();
+        let (records, _) =
+            decode_batches(&topic, PartitionId(0), &unaligned[1..], Offset(0)).unwrap();
         assert_eq!(records.len(), 2);
     }
 }

@@ -48,7 +48,10 @@ pub enum ClientError {
         message: String,
     },
     /// A per-partition error from Produce, Fetch or ListOffsets.
-    #[error("topic '{topic}' partition {partition}: {code}{}", fmt_message(message))]
+    #[error(
+        "topic '{topic}' partition {partition}: {code}{}",
+        fmt_message(message)
+    )]
     Partition {
         topic: String,
         partition: PartitionId,

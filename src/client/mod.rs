@@ -26,6 +26,8 @@ pub mod retry;
 
 #[cfg(test)]
 mod fake_broker;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -131,7 +131,8 @@ mod tests {
         assert_eq!(seen[1], PartitionId((first.0 + 1) % 3));
         assert_eq!(seen[3], first, "round-robin comes back after 3 batches");
         // Another topic has its own sticky partition.
-        sticky.batch_closed("t", sticky.partition("t", 3), 3);
+        let current = sticky.partition("t", 3);
+        sticky.batch_closed("t", current, 3);
         assert_eq!(sticky.partition("u", 5), PartitionId(fnv1a_32(b"u") % 5));
         // A topic that shrank is handled without a partition out of range.
         assert!(sticky.partition("t", 1).0 < 1);

@@ -31,15 +31,16 @@ use super::retry::Backoff;
 use crate::model::{Offset, PartitionId, TimestampMs};
 use crate::protocol::apis::produce::{ACKS_ALL, ACKS_LEADER, ACKS_NONE};
 use crate::protocol::{
-    ErrorCode, PayloadBuilder, PayloadRange, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
-    OFFSET_UNKNOWN,
+    ErrorCode, PayloadBuilder, PayloadRange, ProducePartition, ProduceRequest, ProduceResponse,
+    ProduceTopic, OFFSET_UNKNOWN,
 };
 use crate::storage::batch::BatchBuilderConfig;
 
 /// Bound on the payload of one Produce request; more ready batches go in the next request.
 /// Well under the broker's default frame limit (64 MiB).
 pub const REQUEST_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
-const _: () = assert!(REQUEST_PAYLOAD_BYTES_MAX < crate::protocol::MAX_FRAME_BYTES_DEFAULT as usize);
+const _: () =
+    assert!(REQUEST_PAYLOAD_BYTES_MAX < crate::protocol::MAX_FRAME_BYTES_DEFAULT as usize);
 
 /// When the broker acknowledges a produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,9 +273,10 @@ pub struct Producer<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     pub fn new(connection: Connection<S>, config: ProducerConfig) -> Producer<S> {
         let mut config = config;
-        config.requests_in_flight_max = config
-            .requests_in_flight_max
-            .clamp(1, connection.config().max_in_flight.saturating_sub(1).max(1));
+        config.requests_in_flight_max = config.requests_in_flight_max.clamp(
+            1,
+            connection.config().max_in_flight.saturating_sub(1).max(1),
+        );
         Producer {
             connection,
             accumulator: Accumulator::new(config.batching, BatchBuilderConfig::default()),
@@ -451,14 +453,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
 
     /// Serializes closed batches; merges batches of the same partition into one part, so that
     /// each partition appears once per request with its batches back to back.
-    fn build_batches(
-        &mut self,
-        closed: Vec<ClosedBatch<DeliverySender>>,
-    ) -> Vec<PartitionBatches> {
+    fn build_batches(&mut self, closed: Vec<ClosedBatch<DeliverySender>>) -> Vec<PartitionBatches> {
         let mut merged: BTreeMap<(String, PartitionId), PartitionBatches> = BTreeMap::new();
         for batch in closed {
             if let Some(&count) = self.partition_counts.get(&batch.topic) {
-                self.sticky.batch_closed(&batch.topic, batch.partition, count);
+                self.sticky
+                    .batch_closed(&batch.topic, batch.partition, count);
             }
             let built = match batch.builder.build() {
                 Ok(built) => built,
