@@ -64,3 +64,66 @@ where
         .map_err(io::Error::from)?;
     Ok(executor.run(make()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::protocol::{
+        encode_response, FrameDecoder, MetadataResponse, MetadataTopic, ResponseTo,
+    };
+
+    /// Guards the glommio glue over a real socket: connect, one vectored request write,
+    /// framed reads, and the sleeper-driven timeout racing a response that does come.
+    #[test]
+    fn glommio_connection_round_trip_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let broker = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().expect("accept");
+            let decoder = FrameDecoder::default();
+            let mut input = BytesMut::new();
+            let mut chunk = [0u8; 4096];
+            for _ in 0..1_000 {
+                if let Some(frame) = decoder.split_frame(&mut input).expect("a valid frame") {
+                    let response = MetadataResponse {
+                        shard_count: 4,
+                        topics: vec![MetadataTopic {
+                            name: "t".into(),
+                            error_code: 0,
+                            partitions: Vec::new(),
+                            retention_ms: -1,
+                            retention_bytes: -1,
+                            segment_bytes: 0,
+                        }],
+                    };
+                    let bytes = encode_response(ResponseTo::from(&frame.header), &response, vec![])
+                        .expect("encode")
+                        .to_vec();
+                    socket.write_all(&bytes).expect("write");
+                    return;
+                }
+                let got = socket.read(&mut chunk).expect("read");
+                assert!(got > 0, "the client hung up before a whole request");
+                input.extend_from_slice(&chunk[..got]);
+            }
+        });
+        let shard_count = run_local(|| async move {
+            let mut connection = open_connection(addr, ConnectionConfig::default())
+                .await
+                .expect("connect");
+            connection
+                .metadata(&[])
+                .await
+                .expect("metadata")
+                .shard_count
+        })
+        .expect("executor");
+        assert_eq!(shard_count, 4);
+        broker.join().expect("fake broker thread");
+    }
+}
