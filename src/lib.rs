@@ -27,5 +27,6 @@ pub mod model;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
+pub mod shard;
 pub mod storage;
 pub mod testing;

@@ -1,12 +1,132 @@
 //! The broker: thread-per-core shards, listeners, connections and the API handlers.
-//! (Being built; see the server issue.)
+//!
+//! [`run`] parses nothing (the CLI did), checks the environment, locks the data directory,
+//! loads the topic table, binds one SO_REUSEPORT socket per shard and starts one pinned glommio
+//! executor per shard ([`shard_main`]). SIGINT or SIGTERM set a flag that every shard watches:
+//! they stop accepting, finish in-flight requests, flush and fsync their logs, mark them clean
+//! and exit; the process then exits 0.
 
 pub mod args;
+pub mod connection;
+pub mod handlers;
+pub mod listener;
+pub mod routing;
+pub mod shard_main;
+pub mod startup;
+pub mod topics;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 pub use args::ServeArgs;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::shard::mesh::MESH_CHANNEL_CAPACITY;
+use crate::shard::placement::ShardId;
+use crate::shard::state::BrokerSettings;
+use crate::storage::DataDirLock;
+use shard_main::{run_shard, Shared};
+use topics::TopicTable;
 
 /// Runs the broker until SIGINT/SIGTERM. Returns the process exit code.
-pub fn run(_args: ServeArgs) -> std::process::ExitCode {
-    eprintln!("ringmq serve: not built yet");
-    std::process::ExitCode::from(2)
+pub fn run(args: ServeArgs) -> ExitCode {
+    if let Err(message) = startup::init_logging(&args.log_level) {
+        eprintln!("ringmq: {message}");
+        return ExitCode::from(2);
+    }
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("ringmq: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let cpus = startup::usable_cpus();
+    let shard_count = args.cores.unwrap_or(cpus.len()).max(1);
+    if args.cores == Some(0) {
+        return Err("--cores must be at least 1".into());
+    }
+    let io_mode = startup::check_environment(&args, shard_count)?;
+    let _lock = DataDirLock::acquire(&args.data_dir).map_err(|e| e.to_string())?;
+    let topics = Arc::new(TopicTable::load(&args.data_dir).map_err(|e| e.to_string())?);
+    let (listener_fds, bound) = listener::bind_reuseport(args.listen, shard_count)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let settings = Arc::new(BrokerSettings {
+        data_dir: args.data_dir.clone(),
+        durability: args.fsync,
+        shard_count,
+        tail_cache_bytes: args.tail_cache_bytes,
+        max_frame_bytes: args.max_frame_bytes,
+        max_inflight_requests: args.max_inflight_requests,
+        shard_memory_bytes: args.shard_memory_bytes,
+        default_segment_bytes: args.segment_bytes,
+        default_segment_ms: args.segment_ms,
+        default_retention_ms: args.retention_ms,
+        default_retention_bytes: args.retention_bytes,
+    });
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    tracing::info!(
+        shards = shard_count,
+        data_dir = %args.data_dir.display(),
+        listen = %bound,
+        fsync = %args.fsync,
+        topics = topics.len(),
+        io_memory = %io_mode,
+        "ringmq starting"
+    );
+    let mesh = MeshBuilder::full(shard_count, MESH_CHANNEL_CAPACITY);
+    let drained = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut executors = Vec::with_capacity(shard_count);
+    for (index, fd) in listener_fds.into_iter().enumerate() {
+        let placement = match cpus.get(index % cpus.len().max(1)) {
+            Some(&cpu) if shard_count <= cpus.len() => Placement::Fixed(cpu),
+            _ => Placement::Unbound,
+        };
+        let shared = Shared {
+            settings: settings.clone(),
+            topics: topics.clone(),
+            mesh: mesh.clone(),
+            shutdown: shutdown.clone(),
+            drained: drained.clone(),
+            started: started.clone(),
+        };
+        let executor = LocalExecutorBuilder::new(placement)
+            .name(&format!("ringmq-shard-{index}"))
+            .spawn(move || run_shard(ShardId(index), fd, shared))
+            .map_err(|e| {
+                format!("cannot start executor {index}: {e} (is io_uring allowed? see tuning/README.md)")
+            })?;
+        executors.push(executor);
+    }
+    while started.load(Ordering::SeqCst) < shard_count && !shutdown.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if !shutdown.load(Ordering::SeqCst) {
+        tracing::info!(listen = %bound, shards = shard_count, "ringmq ready");
+    }
+    let mut failures = Vec::new();
+    for (index, executor) in executors.into_iter().enumerate() {
+        match executor.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => failures.push(message),
+            Err(error) => failures.push(format!("shard {index} stopped abnormally: {error:?}")),
+        }
+    }
+    if failures.is_empty() {
+        tracing::info!("ringmq stopped cleanly");
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
 }

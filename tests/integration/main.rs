@@ -3,6 +3,10 @@
 //! Every test uses temp directories, bounds its loops in count and time, and stops every
 //! process it starts.
 
+mod bad_input;
+mod broker_basic;
+mod broker_support;
+mod cli;
 mod storage_corruption;
 mod storage_crash;
 mod storage_model;

@@ -1,0 +1,233 @@
+//! One client connection on the shard that accepted it: read frames, run requests (pipelined,
+//! each as a task), write responses in request order.
+//!
+//! Bounds: the frame length is checked against `max_frame_bytes` before anything is allocated;
+//! the bytes of a frame are taken from the shard's memory budget before its body is read; at
+//! most `max_inflight_requests` requests per connection run at once. When a bound is reached
+//! the connection simply stops reading — TCP pushes back on the client. A client that never
+//! reads its responses fills its socket, then its in-flight slots, then is no longer read.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::sync::{Semaphore, StaticPermit};
+
+use super::handlers::dispatch;
+use crate::protocol::{
+    encode_error_response, EncodedFrame, FrameDecoder, FrameHeader, FrameLimits, FrameStatus,
+    ResponseTo, FRAME_HEADER_BYTES,
+};
+use crate::shard::execute::with_timeout;
+use crate::shard::state::Shard;
+
+/// A frame that started arriving must be complete within this time, or the connection closes.
+pub const FRAME_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection with no request for this long is closed (Kafka's `connections.max.idle.ms`).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Smallest read from the socket.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
+/// A response waiting its turn to be written, with the resources its request held.
+struct Pending {
+    response: glommio::task::JoinHandle<Option<EncodedFrame>>,
+    _memory: Option<StaticPermit>,
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, memory: Rc<Semaphore>) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = futures::io::AsyncReadExt::split(stream);
+    let max_inflight = shard.settings.max_inflight_requests.max(1);
+    let (queue_sender, queue_receiver) = local_channel::new_bounded::<Pending>(max_inflight);
+    let writer_task = glommio::spawn_local(write_responses(writer, queue_receiver, peer));
+    let close_reason = read_requests(&shard, reader, &queue_sender, peer, &memory).await;
+    drop(queue_sender);
+    // Every request read so far gets its answer before the connection closes.
+    writer_task.await;
+    match close_reason {
+        CloseReason::ClientClosed => tracing::debug!(%peer, "connection closed by the client"),
+        CloseReason::Violation(reason) => {
+            tracing::warn!(%peer, %reason, "closing connection: protocol violation")
+        }
+        CloseReason::Other(reason) => tracing::info!(%peer, %reason, "closing connection"),
+    }
+}
+
+enum CloseReason {
+    ClientClosed,
+    Violation(String),
+    Other(String),
+}
+
+async fn read_requests(
+    shard: &Rc<Shard>,
+    mut reader: ReadHalf<TcpStream>,
+    queue: &local_channel::LocalSender<Pending>,
+    peer: SocketAddr,
+    memory: &Rc<Semaphore>,
+) -> CloseReason {
+    let decoder = FrameDecoder::new(FrameLimits {
+        max_frame_bytes: shard.settings.max_frame_bytes,
+    });
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut frame_memory: Option<StaticPermit> = None;
+    // Bounded by the connection's life: each round reads bytes or handles one frame.
+    loop {
+        if shard.shutting_down.get() {
+            return CloseReason::Other("the broker is shutting down".into());
+        }
+        match decoder.status(&buffer) {
+            Ok(FrameStatus::Ready(_)) => {
+                let frame = match decoder.split_frame(&mut buffer) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        return refuse(queue, &buffer, error.to_string(), error.error_code()).await
+                    }
+                };
+                let shard = shard.clone();
+                shard
+                    .requests_in_flight
+                    .set(shard.requests_in_flight.get() + 1);
+                let response = glommio::spawn_local(async move {
+                    let response = dispatch(&shard, frame).await;
+                    shard
+                        .requests_in_flight
+                        .set(shard.requests_in_flight.get() - 1);
+                    match response {
+                        Ok(frame) => Some(frame),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot encode a response");
+                            None
+                        }
+                    }
+                })
+                .detach();
+                let pending = Pending {
+                    response,
+                    _memory: frame_memory.take(),
+                };
+                if queue.send(pending).await.is_err() {
+                    return CloseReason::Other("the response writer stopped".into());
+                }
+            }
+            Ok(FrameStatus::NeedMore(needed)) => {
+                if buffer.len() >= FRAME_HEADER_BYTES && frame_memory.is_none() {
+                    // The header is in and checked: reserve the whole frame from the shard's budget.
+                    let header_bytes: [u8; FRAME_HEADER_BYTES] = buffer[..FRAME_HEADER_BYTES]
+                        .try_into()
+                        .unwrap_or([0; FRAME_HEADER_BYTES]);
+                    let limits = FrameLimits {
+                        max_frame_bytes: shard.settings.max_frame_bytes,
+                    };
+                    let frame_bytes = FrameHeader::decode(&header_bytes, &limits)
+                        .map(|h| h.frame_bytes())
+                        .unwrap_or(0);
+                    match memory.clone().acquire_static_permit(frame_bytes).await {
+                        Ok(permit) => frame_memory = Some(permit),
+                        Err(_) => return CloseReason::Other("the broker is shutting down".into()),
+                    }
+                }
+                let timeout = if buffer.is_empty() {
+                    IDLE_TIMEOUT
+                } else {
+                    FRAME_BODY_TIMEOUT
+                };
+                let start = buffer.len();
+                buffer.resize(start + needed.max(READ_CHUNK_BYTES), 0);
+                let read = with_timeout(timeout, reader.read(&mut buffer[start..])).await;
+                match read {
+                    None if start == 0 => return CloseReason::Other("idle timeout".into()),
+                    None => {
+                        return CloseReason::Violation(format!(
+                            "a frame was cut off: {start} bytes received, then nothing for {}s",
+                            FRAME_BODY_TIMEOUT.as_secs()
+                        ))
+                    }
+                    Some(Ok(0)) => {
+                        buffer.truncate(start);
+                        return if start == 0 {
+                            CloseReason::ClientClosed
+                        } else {
+                            CloseReason::Violation(format!(
+                                "the client closed in the middle of a frame ({start} bytes)"
+                            ))
+                        };
+                    }
+                    Some(Ok(read)) => buffer.truncate(start + read),
+                    Some(Err(error)) => {
+                        buffer.truncate(start);
+                        return CloseReason::Other(format!("read failed: {error}"));
+                    }
+                }
+            }
+            Err(error) => {
+                return refuse(queue, &buffer, error.to_string(), error.error_code()).await
+            }
+        }
+        let _ = peer;
+    }
+}
+
+/// Answers a frame whose header cannot be trusted with an error response, then closes: the
+/// frame boundary is lost, so nothing after it can be read.
+async fn refuse(
+    queue: &local_channel::LocalSender<Pending>,
+    buffer: &[u8],
+    reason: String,
+    code: crate::protocol::ErrorCode,
+) -> CloseReason {
+    let header_bytes: [u8; FRAME_HEADER_BYTES] = buffer
+        .get(..FRAME_HEADER_BYTES)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; FRAME_HEADER_BYTES]);
+    let to = ResponseTo {
+        correlation_id: FrameHeader::peek_correlation_id(&header_bytes),
+        api_key: 0,
+        api_version: 0,
+    };
+    let message = reason.clone();
+    let response =
+        glommio::spawn_local(async move { encode_error_response(to, code, &message).ok() })
+            .detach();
+    let _ = queue
+        .send(Pending {
+            response,
+            _memory: None,
+        })
+        .await;
+    CloseReason::Violation(reason)
+}
+
+async fn write_responses(
+    mut writer: WriteHalf<TcpStream>,
+    queue: local_channel::LocalReceiver<Pending>,
+    peer: SocketAddr,
+) {
+    while let Some(pending) = queue.recv().await {
+        let Some(Some(frame)) = pending.response.await else {
+            continue;
+        };
+        if let Err(error) = write_frame(&mut writer, &frame).await {
+            tracing::debug!(%peer, %error, "writing a response failed");
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+/// Writes the frame head, then each payload part as it is (batches are not copied).
+async fn write_frame(
+    writer: &mut WriteHalf<TcpStream>,
+    frame: &EncodedFrame,
+) -> std::io::Result<()> {
+    writer.write_all(frame.head()).await?;
+    for part in frame.payload() {
+        writer.write_all(part).await?;
+    }
+    writer.flush().await
+}

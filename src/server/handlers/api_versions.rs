@@ -1,0 +1,9 @@
+use crate::protocol::{
+    decode_envelope, encode_response, ApiVersionsRequest, ApiVersionsResponse, EncodedFrame, Frame,
+    ProtocolError, ResponseTo,
+};
+
+pub fn handle(to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
+    decode_envelope::<ApiVersionsRequest>(frame.envelope.as_slice())?;
+    encode_response(to, &ApiVersionsResponse::supported(), Vec::new())
+}

@@ -1,0 +1,59 @@
+use std::rc::Rc;
+
+use crate::protocol::{
+    decode_envelope, encode_response, CreateTopicRequest, CreateTopicResponse, EncodedFrame,
+    ErrorCode, Frame, ProtocolError, ResponseTo,
+};
+use crate::server::routing::{run_on, METADATA_SHARD};
+use crate::server::topics::TopicConfig;
+use crate::shard::ops::{ShardOp, ShardReply};
+use crate::shard::state::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    to: ResponseTo,
+    frame: &Frame,
+) -> Result<EncodedFrame, ProtocolError> {
+    let request = decode_envelope::<CreateTopicRequest>(frame.envelope.as_slice())?;
+    let respond = |code: ErrorCode, message: String| {
+        encode_response(
+            to,
+            &CreateTopicResponse {
+                error_code: code.as_u16(),
+                error_message: message,
+            },
+            Vec::new(),
+        )
+    };
+    if let Err(code) = request.validate() {
+        return respond(code, format!("invalid topic request: {code}"));
+    }
+    let settings = &shard.settings;
+    let or_default = |value: i64, default: i64| if value == 0 { default } else { value };
+    let segment_bytes = match request.segment_bytes.to_native() {
+        0 => settings.default_segment_bytes,
+        bytes => bytes,
+    };
+    let topic = TopicConfig {
+        name: request.name.to_string(),
+        partitions: request.partitions.to_native(),
+        retention_ms: or_default(
+            request.retention_ms.to_native(),
+            settings.default_retention_ms,
+        ),
+        retention_bytes: or_default(
+            request.retention_bytes.to_native(),
+            settings.default_retention_bytes,
+        ),
+        segment_bytes,
+        segment_ms: settings.default_segment_ms,
+    };
+    match run_on(shard, METADATA_SHARD, ShardOp::CreateTopic { topic }).await {
+        ShardReply::Done => respond(ErrorCode::None, String::new()),
+        ShardReply::Failed {
+            error_code,
+            message,
+        } => respond(error_code, message),
+        other => respond(ErrorCode::Unknown, format!("unexpected reply {other:?}")),
+    }
+}

@@ -1,0 +1,173 @@
+//! The life of one shard, on its own pinned executor: join the mesh, open the partitions it
+//! owns, accept connections, and on shutdown drain, close its logs and leave.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{select, Either};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::sync::Semaphore;
+
+use super::connection;
+use super::topics::TopicTable;
+use crate::shard::execute::{apply_retention, apply_topics, execute};
+use crate::shard::mesh::{serve_mesh, MeshMessage, MeshRouter};
+use crate::shard::placement::ShardId;
+use crate::shard::state::{BrokerSettings, Shard};
+
+/// How often a shard looks at the shutdown flag while it waits for connections.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+/// How long a shard waits for its in-flight requests at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often retention runs over a shard's partitions.
+pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What every shard shares with the main thread.
+pub struct Shared {
+    pub settings: Arc<BrokerSettings>,
+    pub topics: Arc<TopicTable>,
+    pub mesh: MeshBuilder<MeshMessage, glommio::channels::channel_mesh::Full>,
+    pub shutdown: Arc<AtomicBool>,
+    /// Shards that finished draining their requests; logs close once all have.
+    pub drained: Arc<AtomicUsize>,
+    /// Shards that opened their partitions; the broker reports ready once all have.
+    pub started: Arc<AtomicUsize>,
+}
+
+pub async fn run_shard(id: ShardId, listener_fd: RawFd, shared: Shared) -> Result<(), String> {
+    let started = shared.started.clone();
+    let shutdown = shared.shutdown.clone();
+    let result = run(id, listener_fd, shared).await;
+    if result.is_err() {
+        // Unblock the main thread and stop the other shards: a broker missing a shard must not serve.
+        started.fetch_add(1, Ordering::SeqCst);
+        shutdown.store(true, Ordering::SeqCst);
+    }
+    result
+}
+
+async fn run(id: ShardId, listener_fd: RawFd, shared: Shared) -> Result<(), String> {
+    // SAFETY: the main thread bound this listening socket for this shard alone and handed over
+    // its only descriptor; the listener takes ownership and closes it.
+    let listener = unsafe { TcpListener::from_raw_fd(listener_fd) };
+    let (senders, receivers) = shared
+        .mesh
+        .join()
+        .await
+        .map_err(|e| format!("shard {id}: cannot join the channel mesh: {e}"))?;
+    let router = MeshRouter::new(senders);
+    let shard = Shard::new(id, shared.settings.clone(), router.clone());
+    crate::storage::direct_io::check_direct_io(&shared.settings.data_dir).await.map_err(|e| {
+        format!(
+            "O_DIRECT does not work in {}: {e} (use a directory on ext4 or XFS, not tmpfs or a network filesystem)",
+            shared.settings.data_dir.display()
+        )
+    })?;
+    let mesh_shard = shard.clone();
+    let mesh_task = glommio::spawn_local(serve_mesh(router.clone(), receivers, move |op| {
+        execute(mesh_shard.clone(), op)
+    }));
+    if let Err(error) = apply_topics(&shard, shared.topics.clone()).await {
+        tracing::error!(shard = %id, %error, "some partitions could not be opened; they answer UnknownTopicOrPartition");
+    }
+    tracing::info!(shard = %id, partitions = shard.open_partitions().len(), "shard ready");
+    shared.started.fetch_add(1, Ordering::SeqCst);
+
+    let retention_shard = shard.clone();
+    let retention_task = glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(RETENTION_CHECK_INTERVAL).await;
+            if retention_shard.shutting_down.get() {
+                break;
+            }
+            apply_retention(&retention_shard).await;
+        }
+    })
+    .detach();
+
+    let memory = Rc::new(Semaphore::new(shard.settings.shard_memory_bytes as u64));
+    accept_until_shutdown(&shard, &listener, &memory, &shared.shutdown).await;
+    drop(listener);
+    shard.shutting_down.set(true);
+    drain(&shard).await;
+    shared.drained.fetch_add(1, Ordering::SeqCst);
+    wait_for(
+        || shared.drained.load(Ordering::SeqCst) >= shard.settings.shard_count,
+        DRAIN_TIMEOUT,
+    )
+    .await;
+    close_partitions(&shard).await;
+    memory.close();
+    retention_task.cancel();
+    router.fail_pending();
+    router.close();
+    drop(mesh_task);
+    tracing::info!(shard = %id, "shard stopped");
+    Ok(())
+}
+
+async fn accept_until_shutdown(
+    shard: &Rc<Shard>,
+    listener: &TcpListener,
+    memory: &Rc<Semaphore>,
+    shutdown: &AtomicBool,
+) {
+    while !shutdown.load(Ordering::SeqCst) {
+        let accept = listener.accept();
+        let tick = glommio::timer::sleep(SHUTDOWN_POLL);
+        futures::pin_mut!(accept, tick);
+        match select(accept, tick).await {
+            Either::Left((Ok(stream), _)) => {
+                let peer = stream
+                    .peer_addr()
+                    .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+                tracing::debug!(shard = %shard.id, %peer, "connection accepted");
+                glommio::spawn_local(connection::serve(
+                    shard.clone(),
+                    stream,
+                    peer,
+                    memory.clone(),
+                ))
+                .detach();
+            }
+            Either::Left((Err(error), _)) => {
+                tracing::warn!(shard = %shard.id, %error, "accept failed");
+                glommio::timer::sleep(SHUTDOWN_POLL).await;
+            }
+            Either::Right(_) => {}
+        }
+    }
+}
+
+/// Waits (bounded) for the requests this shard is handling to finish.
+async fn drain(shard: &Shard) {
+    let finished = wait_for(|| shard.requests_in_flight.get() == 0, DRAIN_TIMEOUT).await;
+    if !finished {
+        tracing::warn!(shard = %shard.id, in_flight = shard.requests_in_flight.get(), "shutdown: requests still running after the drain timeout");
+    }
+}
+
+async fn wait_for(mut condition: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// Flushes, syncs and closes every log, writing the clean-shutdown markers.
+async fn close_partitions(shard: &Shard) {
+    let closes = shard.open_partitions().into_iter().map(|(tp, handle)| async move {
+        if let Err(error) = handle.log.close().await {
+            tracing::error!(topic = %tp.topic, partition = tp.partition, %error, "closing the log failed");
+        }
+    });
+    futures::future::join_all(closes).await;
+}

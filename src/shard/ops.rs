@@ -1,0 +1,98 @@
+//! Work that one shard asks another to do for a partition it owns, and the answers. Plain,
+//! `Send` data: it crosses cores over the channel mesh. Record batches travel as
+//! `bytes::Bytes` (reference-counted, never copied or re-encoded).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::protocol::ErrorCode;
+use crate::server::topics::TopicTable;
+
+/// A partition named by topic and number.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+#[derive(Debug)]
+pub enum ShardOp {
+    /// Append validated batches (each entry: one partition's batches, back to back).
+    Produce {
+        acks: i16,
+        partitions: Vec<(TopicPartition, Vec<Bytes>)>,
+    },
+    /// Read from each partition; with `max_wait_ms > 0`, wait until `min_bytes` are there or
+    /// the time is up or the fetch is cancelled.
+    Fetch {
+        fetch_id: u64,
+        max_wait_ms: u32,
+        min_bytes: u32,
+        partitions: Vec<FetchPartitionOp>,
+    },
+    /// Ends the wait of an earlier `Fetch` at once.
+    CancelFetch { fetch_id: u64 },
+    ListOffsets {
+        partitions: Vec<(TopicPartition, OffsetQuery)>,
+    },
+    /// Log start offset and high watermark of each partition.
+    PartitionInfo { partitions: Vec<TopicPartition> },
+    /// On shard 0, the metadata owner: add a topic, persist the table, have every shard adopt it.
+    CreateTopic {
+        topic: crate::server::topics::TopicConfig,
+    },
+    /// On shard 0: remove a topic, persist the table, have every shard close and delete its logs.
+    DeleteTopic { name: String },
+    /// Adopt this topic table: open the logs of new partitions this shard owns, close and
+    /// delete those of deleted topics.
+    ApplyTopics { table: Arc<TopicTable> },
+}
+
+#[derive(Clone, Debug)]
+pub struct FetchPartitionOp {
+    pub topic_partition: TopicPartition,
+    pub offset: u64,
+    pub max_bytes: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+#[derive(Debug)]
+pub enum ShardReply {
+    Produce(Vec<PartitionResult<u64>>),
+    Fetch(Vec<PartitionResult<FetchedBatches>>),
+    ListOffsets(Vec<PartitionResult<(u64, i64)>>),
+    PartitionInfo(Vec<PartitionResult<()>>),
+    Done,
+    /// The op could not run at all (shutting down, unknown op for the state).
+    Failed {
+        error_code: ErrorCode,
+        message: String,
+    },
+}
+
+/// One partition's outcome: the value, and the log's bounds at that moment.
+#[derive(Debug)]
+pub struct PartitionResult<T> {
+    pub topic_partition: TopicPartition,
+    pub outcome: Result<T, (ErrorCode, String)>,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct FetchedBatches {
+    pub batches: Vec<Bytes>,
+}
+
+impl FetchedBatches {
+    pub fn total_bytes(&self) -> usize {
+        self.batches.iter().map(Bytes::len).sum()
+    }
+}

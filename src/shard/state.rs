@@ -1,0 +1,146 @@
+//! A shard's state: the partitions it owns (their open logs), its snapshot of the topic table,
+//! its tail-cache budget and its end of the mesh. Lives on one shard (`Rc`, `RefCell`); no
+//! borrow is held across an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+
+use super::mesh::MeshRouter;
+use super::notify::LocalNotify;
+use super::ops::TopicPartition;
+use super::placement::{owner_shard, ShardId};
+use crate::model::{Offset, PartitionId};
+use crate::server::topics::TopicTable;
+use crate::storage::{Durability, PartitionLog, TailCacheBudget};
+
+/// Broker-wide settings, the same on every shard.
+#[derive(Clone, Debug)]
+pub struct BrokerSettings {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub shard_count: usize,
+    pub tail_cache_bytes: usize,
+    pub max_frame_bytes: u32,
+    pub max_inflight_requests: usize,
+    pub shard_memory_bytes: usize,
+    pub default_segment_bytes: u64,
+    pub default_segment_ms: u64,
+    pub default_retention_ms: i64,
+    pub default_retention_bytes: i64,
+}
+
+/// An open partition on its owning shard.
+pub struct PartitionHandle {
+    pub log: Rc<PartitionLog>,
+    /// Fired after every append, for waiting fetches.
+    pub appended: LocalNotify,
+    durability: Durability,
+}
+
+impl PartitionHandle {
+    pub fn new(log: Rc<PartitionLog>, durability: Durability) -> Self {
+        PartitionHandle {
+            log,
+            appended: LocalNotify::default(),
+            durability,
+        }
+    }
+
+    /// The offset up to which consumers may read. With `--fsync always` it is the durable
+    /// offset, so a consumer never sees a record that a crash could take back; with `interval`
+    /// and `never`, which trade that safety away, it is the log end.
+    pub fn high_watermark(&self) -> Offset {
+        match self.durability {
+            Durability::Always => self.log.durable_offset(),
+            Durability::IntervalMs(_) | Durability::Never => self.log.log_end_offset(),
+        }
+    }
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    pub settings: Arc<BrokerSettings>,
+    pub router: Rc<MeshRouter>,
+    topics: RefCell<Arc<TopicTable>>,
+    partitions: RefCell<HashMap<TopicPartition, Rc<PartitionHandle>>>,
+    pub cache_budget: Rc<TailCacheBudget>,
+    /// Waiting fetches that another shard may cancel, by fetch id.
+    pub fetch_cancels: RefCell<HashMap<u64, oneshot::Sender<()>>>,
+    next_fetch_id: Cell<u64>,
+    pub shutting_down: Cell<bool>,
+    /// Serializes topic creation and deletion (used on the metadata shard).
+    pub metadata_lock: glommio::sync::Semaphore,
+    /// Requests being handled by this shard's connections.
+    pub requests_in_flight: Cell<usize>,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, settings: Arc<BrokerSettings>, router: Rc<MeshRouter>) -> Rc<Shard> {
+        let cache_budget = TailCacheBudget::new(settings.tail_cache_bytes);
+        Rc::new(Shard {
+            id,
+            settings,
+            router,
+            topics: RefCell::new(Arc::new(TopicTable::default())),
+            partitions: RefCell::new(HashMap::new()),
+            cache_budget,
+            fetch_cancels: RefCell::new(HashMap::new()),
+            next_fetch_id: Cell::new(0),
+            shutting_down: Cell::new(false),
+            metadata_lock: glommio::sync::Semaphore::new(1),
+            requests_in_flight: Cell::new(0),
+        })
+    }
+
+    pub fn topics(&self) -> Arc<TopicTable> {
+        self.topics.borrow().clone()
+    }
+
+    pub fn set_topics(&self, table: Arc<TopicTable>) {
+        *self.topics.borrow_mut() = table;
+    }
+
+    pub fn owner_of(&self, topic_partition: &TopicPartition) -> ShardId {
+        owner_shard(
+            &topic_partition.topic,
+            PartitionId(topic_partition.partition),
+            self.settings.shard_count,
+        )
+    }
+
+    pub fn partition(&self, topic_partition: &TopicPartition) -> Option<Rc<PartitionHandle>> {
+        self.partitions.borrow().get(topic_partition).cloned()
+    }
+
+    pub fn insert_partition(&self, topic_partition: TopicPartition, handle: Rc<PartitionHandle>) {
+        self.partitions.borrow_mut().insert(topic_partition, handle);
+    }
+
+    pub fn remove_partition(
+        &self,
+        topic_partition: &TopicPartition,
+    ) -> Option<Rc<PartitionHandle>> {
+        self.partitions.borrow_mut().remove(topic_partition)
+    }
+
+    /// Every partition this shard has open.
+    pub fn open_partitions(&self) -> Vec<(TopicPartition, Rc<PartitionHandle>)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .map(|(tp, handle)| (tp.clone(), handle.clone()))
+            .collect()
+    }
+
+    /// A fetch id unique across shards: the shard in the top bits.
+    pub fn new_fetch_id(&self) -> u64 {
+        let counter = self.next_fetch_id.get();
+        self.next_fetch_id.set(counter.wrapping_add(1));
+        ((self.id.0 as u64) << 48) | (counter & ((1 << 48) - 1))
+    }
+}
