@@ -13,12 +13,19 @@
 //!   Rust; segments, the write path and recovery use glommio's `DmaFile` (O_DIRECT on
 //!   io_uring) and run on the shard that owns the partition.
 //!
-//! Not built yet (see the open issues): the thread-per-core server, the
-//! client, the CLI and the load generator.
+//! - [`client`]: the Rust client: a pipelined connection, admin calls, a batching producer
+//!   (FNV-1a key partitioner, sticky null keys, retries) and a validating consumer. Runs over
+//!   any `futures-io` stream; no runtime types.
+//! - [`runtime`]: the client's glommio glue: TCP connect, the timer, a single-executor runner.
+//! - [`cli`]: the `ringmq` subcommands (`serve`, `topic`, `produce`, `consume`).
+//!
+//! Not built yet (see the open issues): the thread-per-core server and the load generator.
 
 pub mod cli;
+pub mod client;
 pub mod model;
 pub mod protocol;
+pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod storage;

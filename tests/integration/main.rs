@@ -6,6 +6,7 @@
 mod bad_input;
 mod broker_basic;
 mod broker_support;
+mod cli;
 mod storage_corruption;
 mod storage_crash;
 mod storage_model;

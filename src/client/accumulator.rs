@@ -1,0 +1,305 @@
+//! Per-partition batching for the producer: records go into an open batch per
+//! (topic, partition); a batch is *closed* when the next record would push it past
+//! `batch_bytes`, and *ready* when closed or older than `linger`. No I/O and no clock of its
+//! own: the caller passes `now`, so every decision is a plain function of its inputs.
+//!
+//! `T` is what the caller attaches to each record (the producer's delivery slot); it comes
+//! back with the batch, in record order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::model::{PartitionId, TimestampMs};
+use crate::storage::batch::{BatchBuilder, BatchBuilderConfig};
+
+/// Fixed bytes a record adds to a batch beyond its key, value and header bytes, as an upper
+/// bound (its archived struct and alignment; `BatchBuilder::estimated_bytes` is exact-ish).
+const RECORD_OVERHEAD_BYTES: usize = 64;
+/// Fixed bytes a header adds beyond its key and value.
+const HEADER_OVERHEAD_BYTES: usize = 16;
+
+/// Batching settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccumulatorConfig {
+    /// Target batch size: a batch is closed before a record would take it past this. A single
+    /// record larger than this gets a batch of its own.
+    pub batch_bytes: usize,
+    /// How long an open batch may wait for more records before it is ready anyway.
+    pub linger: Duration,
+}
+
+impl Default for AccumulatorConfig {
+    fn default() -> Self {
+        AccumulatorConfig {
+            batch_bytes: 256 * 1024,
+            linger: Duration::from_millis(5),
+        }
+    }
+}
+
+/// A batch ready to send: its records (not yet serialized) and the caller's tokens.
+#[derive(Debug)]
+pub struct ClosedBatch<T> {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub builder: BatchBuilder,
+    pub tokens: Vec<T>,
+}
+
+#[derive(Debug)]
+struct OpenBatch<T> {
+    builder: BatchBuilder,
+    tokens: Vec<T>,
+    opened_at: Instant,
+}
+
+/// What [`Accumulator::append`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// A batch of this partition was closed by this append (the previous one, to make room, or
+    /// the new one, because it reached `batch_bytes`): a sticky partitioner moves on.
+    pub batch_closed: bool,
+}
+
+/// Open and closed batches of one producer.
+#[derive(Debug)]
+pub struct Accumulator<T> {
+    config: AccumulatorConfig,
+    batch_config: BatchBuilderConfig,
+    open: BTreeMap<(String, PartitionId), OpenBatch<T>>,
+    closed: VecDeque<ClosedBatch<T>>,
+    records: usize,
+}
+
+impl<T> Accumulator<T> {
+    pub fn new(config: AccumulatorConfig, batch_config: BatchBuilderConfig) -> Accumulator<T> {
+        Accumulator {
+            config,
+            batch_config,
+            open: BTreeMap::new(),
+            closed: VecDeque::new(),
+            records: 0,
+        }
+    }
+
+    pub fn config(&self) -> &AccumulatorConfig {
+        &self.config
+    }
+
+    /// Records held, in open and closed batches.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Adds one record to the open batch of `topic`/`partition`, closing batches as needed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        topic: &str,
+        partition: PartitionId,
+        now: Instant,
+        timestamp: TimestampMs,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+        token: T,
+    ) -> Appended {
+        let record_bytes = record_bytes_estimate(key, value, headers);
+        let slot = (topic.to_owned(), partition);
+        let mut batch_closed = false;
+        let fits = |open: &OpenBatch<T>| {
+            open.builder.is_empty()
+                || open.builder.estimated_bytes().saturating_add(record_bytes)
+                    <= self.config.batch_bytes
+        };
+        if self.open.get(&slot).is_some_and(|open| !fits(open)) {
+            self.close(&slot);
+            batch_closed = true;
+        }
+        let batch_config = self.batch_config;
+        let open = self.open.entry(slot.clone()).or_insert_with(|| OpenBatch {
+            builder: BatchBuilder::new(batch_config),
+            tokens: Vec::new(),
+            opened_at: now,
+        });
+        open.builder.push(timestamp, key, value, headers);
+        open.tokens.push(token);
+        self.records += 1;
+        if open.builder.estimated_bytes() >= self.config.batch_bytes {
+            self.close(&slot);
+            batch_closed = true;
+        }
+        Appended { batch_closed }
+    }
+
+    fn close(&mut self, slot: &(String, PartitionId)) {
+        if let Some(open) = self.open.remove(slot) {
+            self.closed.push_back(ClosedBatch {
+                topic: slot.0.clone(),
+                partition: slot.1,
+                builder: open.builder,
+                tokens: open.tokens,
+            });
+        }
+    }
+
+    /// Whether some batch is ready at `now` (closed, or open for at least `linger`).
+    pub fn has_ready(&self, now: Instant) -> bool {
+        !self.closed.is_empty() || self.open.values().any(|open| self.lingered(open, now))
+    }
+
+    /// When the oldest open batch's linger runs out (`None` when no batch is open).
+    pub fn next_linger_deadline(&self) -> Option<Instant> {
+        self.open
+            .values()
+            .map(|open| open.opened_at + self.config.linger)
+            .min()
+    }
+
+    /// Takes every ready batch: the closed ones in the order they closed, then the open ones
+    /// whose linger ran out (all open ones when `force`, as `flush` does).
+    pub fn drain_ready(&mut self, now: Instant, force: bool) -> Vec<ClosedBatch<T>> {
+        let expired: Vec<(String, PartitionId)> = self
+            .open
+            .iter()
+            .filter(|(_, open)| force || self.lingered(open, now))
+            .map(|(slot, _)| slot.clone())
+            .collect();
+        for slot in &expired {
+            self.close(slot);
+        }
+        let drained: Vec<ClosedBatch<T>> = self.closed.drain(..).collect();
+        self.records -= drained.iter().map(|b| b.tokens.len()).sum::<usize>();
+        drained
+    }
+
+    fn lingered(&self, open: &OpenBatch<T>, now: Instant) -> bool {
+        now.saturating_duration_since(open.opened_at) >= self.config.linger
+    }
+}
+
+/// An upper bound of what one record adds to a batch.
+pub fn record_bytes_estimate(key: Option<&[u8]>, value: &[u8], headers: &[(&str, &[u8])]) -> usize {
+    let headers_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + HEADER_OVERHEAD_BYTES)
+        .sum();
+    RECORD_OVERHEAD_BYTES + key.map_or(0, <[u8]>::len) + value.len() + headers_bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accumulator(batch_bytes: usize, linger_ms: u64) -> Accumulator<u32> {
+        Accumulator::new(
+            AccumulatorConfig {
+                batch_bytes,
+                linger: Duration::from_millis(linger_ms),
+            },
+            BatchBuilderConfig::default(),
+        )
+    }
+
+    fn push(acc: &mut Accumulator<u32>, partition: u32, now: Instant, token: u32) -> Appended {
+        acc.append(
+            "t",
+            PartitionId(partition),
+            now,
+            TimestampMs(1_000),
+            None,
+            &[7u8; 100],
+            &[],
+            token,
+        )
+    }
+
+    /// Guards the size rule: a batch is closed before a record would take it past
+    /// `batch_bytes`, tokens come back in order, and every built batch stays under the target.
+    #[test]
+    fn batches_close_at_the_size_target() {
+        let now = Instant::now();
+        let mut acc = accumulator(1_024, 1_000);
+        let mut closes = 0;
+        for token in 0..20 {
+            if push(&mut acc, 0, now, token).batch_closed {
+                closes += 1;
+            }
+        }
+        assert!(closes >= 2, "20 records of ~100 bytes close a 1 KiB batch");
+        assert_eq!(acc.records(), 20);
+        assert!(acc.has_ready(now), "closed batches are ready before linger");
+        let ready = acc.drain_ready(now, false);
+        assert_eq!(ready.len(), closes);
+        let mut next = 0;
+        for batch in ready {
+            assert!(batch.builder.estimated_bytes() <= 1_024);
+            for token in batch.tokens {
+                assert_eq!(token, next);
+                next += 1;
+            }
+            let built = batch.builder.build().unwrap();
+            crate::storage::batch::validate(&built).unwrap();
+        }
+        // The rest stays open until linger or force.
+        assert!(!acc.is_empty());
+        assert!(!acc.has_ready(now));
+        let rest = acc.drain_ready(now, true);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].tokens.first(), Some(&next));
+        assert!(acc.is_empty());
+    }
+
+    /// Guards the linger rule: an open batch is not ready before `linger`, is at `linger`, and
+    /// the deadline reported is the oldest batch's.
+    #[test]
+    fn open_batches_are_ready_after_linger() {
+        let start = Instant::now();
+        let mut acc = accumulator(1 << 20, 10);
+        assert_eq!(acc.next_linger_deadline(), None);
+        push(&mut acc, 0, start, 0);
+        push(&mut acc, 1, start + Duration::from_millis(4), 1);
+        assert_eq!(
+            acc.next_linger_deadline(),
+            Some(start + Duration::from_millis(10))
+        );
+        assert!(!acc.has_ready(start + Duration::from_millis(9)));
+        assert!(acc
+            .drain_ready(start + Duration::from_millis(9), false)
+            .is_empty());
+        let ready = acc.drain_ready(start + Duration::from_millis(10), false);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].partition, PartitionId(0));
+        let ready = acc.drain_ready(start + Duration::from_millis(14), false);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].partition, PartitionId(1));
+        assert!(acc.is_empty());
+    }
+
+    /// A record bigger than the target gets a batch of its own instead of being refused.
+    #[test]
+    fn oversized_record_gets_its_own_batch() {
+        let now = Instant::now();
+        let mut acc = accumulator(256, 1_000);
+        push(&mut acc, 0, now, 0);
+        let appended = acc.append(
+            "t",
+            PartitionId(0),
+            now,
+            TimestampMs(1),
+            Some(b"k"),
+            &[1u8; 4096],
+            &[("h", b"v")],
+            1,
+        );
+        assert!(appended.batch_closed);
+        let ready = acc.drain_ready(now, false);
+        assert_eq!(ready.len(), 2);
+        assert_eq!(ready[0].tokens, [0]);
+        assert_eq!(ready[1].tokens, [1]);
+    }
+}

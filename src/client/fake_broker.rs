@@ -1,0 +1,108 @@
+//! An in-memory broker stream for the client's unit tests: request frames written to it are
+//! split and handed to a handler, whose response frames become readable. Reads and writes move
+//! at most `chunk_bytes` at a time, to exercise partial reads and short vectored writes. When
+//! nothing is left to read, a read returns end-of-stream: the "broker" closed the connection.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use super::connection::{Connection, ConnectionConfig};
+use super::Sleeper;
+use crate::protocol::{Frame, FrameDecoder};
+
+pub type Handler = Box<dyn FnMut(Frame) -> Vec<Vec<u8>>>;
+
+pub struct FakeStream {
+    handler: Handler,
+    decoder: FrameDecoder,
+    inbound: BytesMut,
+    outbound: VecDeque<u8>,
+    chunk_bytes: usize,
+}
+
+impl FakeStream {
+    pub fn new(chunk_bytes: usize, handler: Handler) -> FakeStream {
+        FakeStream {
+            handler,
+            decoder: FrameDecoder::default(),
+            inbound: BytesMut::new(),
+            outbound: VecDeque::new(),
+            chunk_bytes: chunk_bytes.max(1),
+        }
+    }
+}
+
+impl AsyncWrite for FakeStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _context: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let take = buf.len().min(self.chunk_bytes);
+        self.inbound.extend_from_slice(&buf[..take]);
+        loop {
+            let this = &mut *self;
+            let frame = match this.decoder.split_frame(&mut this.inbound) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => return Poll::Ready(Err(io::Error::other(error))),
+            };
+            for response in (this.handler)(frame) {
+                this.outbound.extend(response);
+            }
+        }
+        Poll::Ready(Ok(take))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for FakeStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _context: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let take = buf.len().min(self.chunk_bytes).min(self.outbound.len());
+        for (slot, byte) in buf.iter_mut().zip(self.outbound.drain(..take)) {
+            *slot = byte;
+        }
+        Poll::Ready(Ok(take))
+    }
+}
+
+/// A sleeper that never waits: back-off loops in tests spin on the real clock instead, and a
+/// response timeout never fires first because the fake answers synchronously.
+pub struct InstantSleeper;
+
+impl Sleeper for InstantSleeper {
+    fn sleep(&self, _duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+pub fn connection(
+    chunk_bytes: usize,
+    config: ConnectionConfig,
+    handler: Handler,
+) -> Connection<FakeStream> {
+    Connection::new(
+        FakeStream::new(chunk_bytes, handler),
+        config,
+        Rc::new(InstantSleeper),
+    )
+}

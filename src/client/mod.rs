@@ -1,0 +1,49 @@
+//! The Rust client: a connection with pipelined requests, admin calls, a batching producer and
+//! a fetching consumer.
+//!
+//! Runtime-agnostic: everything here works over any `futures-io` `AsyncRead + AsyncWrite +
+//! Unpin` stream, and waits on timers only through the [`Sleeper`] trait. The glommio glue
+//! (TCP connect, the sleeper, a single-executor runner for the CLI) is in
+//! [`crate::runtime`]. Types here are owned by one task on one thread (`!Send` where they hold
+//! an `Rc`), as everything is in a thread-per-core program.
+//!
+//! - [`connection`]: frames out and in, correlation ids, pipelining, timeouts.
+//! - [`admin`]: ApiVersions, Metadata, CreateTopic, DeleteTopic, ListOffsets.
+//! - [`partitioner`]: which partition a record goes to (FNV-1a for keys, sticky for null keys).
+//! - [`accumulator`]: per-partition batches and the "send now?" decisions (size, linger).
+//! - [`retry`]: exponential back-off.
+//! - [`producer`]: [`Producer`], built from the three above.
+//! - [`consumer`]: [`Consumer`] and the decoding of fetched batches into records.
+
+pub mod accumulator;
+pub mod admin;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod partitioner;
+pub mod producer;
+pub mod retry;
+
+#[cfg(test)]
+mod fake_broker;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use accumulator::{Accumulator, AccumulatorConfig};
+pub use admin::{TopicConfig, TopicPartitionOffset};
+pub use connection::{Connection, ConnectionConfig, Pending, Response};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
+pub use error::{ClientError, ClientResult};
+pub use partitioner::{partition_for_key, StickyPartitioner};
+pub use producer::{Acks, Delivery, DeliveryFuture, Producer, ProducerConfig};
+pub use retry::Backoff;
+
+/// Timers, supplied by the runtime (`crate::runtime::GlommioSleeper` on glommio).
+pub trait Sleeper {
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()>>>;
+}
