@@ -12,8 +12,8 @@ use glommio::net::TcpStream;
 
 use crate::client::producer::ProducerRecord;
 use crate::client::{
-    self, ClientError, Connection, ConnectionConfig, Consumer, ConsumerConfig, ConsumerRecord,
-    DeliveryFuture, Producer, ProducerConfig, SeekTo, Sleeper, TopicConfig,
+    self, ClientError, Connection, ConnectionConfig, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture,
+    Producer, ProducerConfig, SeekTo, Sleeper, TopicConfig,
 };
 use crate::model::{Offset, PartitionId};
 use crate::protocol::ErrorCode;
@@ -89,10 +89,9 @@ fn parse_from(value: &str) -> Result<StartFrom, String> {
     match value {
         "earliest" => Ok(StartFrom::Earliest),
         "latest" => Ok(StartFrom::Latest),
-        other => other
-            .parse()
-            .map(StartFrom::Offset)
-            .map_err(|_| format!("'{other}' is not earliest, latest or an offset")),
+        other => {
+            other.parse().map(StartFrom::Offset).map_err(|_| format!("'{other}' is not earliest, latest or an offset"))
+        }
     }
 }
 
@@ -156,16 +155,12 @@ async fn connect(addr: SocketAddr) -> Result<Connection<TcpStream>, String> {
 /// One line for a client error, with the common cases spelled out.
 fn describe(error: &ClientError) -> String {
     match error {
-        ClientError::Topic {
-            topic,
-            code: ErrorCode::UnknownTopicOrPartition,
-            ..
-        } => format!("unknown topic '{topic}'"),
-        ClientError::Topic {
-            topic,
-            code: ErrorCode::TopicAlreadyExists,
-            ..
-        } => format!("topic '{topic}' already exists"),
+        ClientError::Topic { topic, code: ErrorCode::UnknownTopicOrPartition, .. } => {
+            format!("unknown topic '{topic}'")
+        }
+        ClientError::Topic { topic, code: ErrorCode::TopicAlreadyExists, .. } => {
+            format!("topic '{topic}' already exists")
+        }
         other => other.to_string(),
     }
 }
@@ -174,23 +169,14 @@ pub(super) async fn topic(addr: SocketAddr, command: TopicCommand) -> CommandRes
     let mut connection = connect(addr).await?;
     let mut out = std::io::stdout().lock();
     let printed = match command {
-        TopicCommand::Create {
-            name,
-            partitions,
-            retention_ms,
-            retention_bytes,
-            segment_bytes,
-        } => {
+        TopicCommand::Create { name, partitions, retention_ms, retention_bytes, segment_bytes } => {
             let config = TopicConfig {
                 partitions,
                 retention_ms: retention_ms.unwrap_or(0),
                 retention_bytes: retention_bytes.unwrap_or(0),
                 segment_bytes: segment_bytes.unwrap_or(0),
             };
-            connection
-                .create_topic(&name, &config)
-                .await
-                .map_err(|e| describe(&e))?;
+            connection.create_topic(&name, &config).await.map_err(|e| describe(&e))?;
             writeln!(out, "created topic '{name}' with {partitions} partitions")
         }
         TopicCommand::List => {
@@ -200,10 +186,7 @@ pub(super) async fn topic(addr: SocketAddr, command: TopicCommand) -> CommandRes
             names.iter().try_for_each(|name| writeln!(out, "{name}"))
         }
         TopicCommand::Describe { name } => {
-            let topic = connection
-                .topic_metadata(&name)
-                .await
-                .map_err(|e| describe(&e))?;
+            let topic = connection.topic_metadata(&name).await.map_err(|e| describe(&e))?;
             let mut text = format!(
                 "topic: {}\npartitions: {}\nretention_ms: {}\nretention_bytes: {}\nsegment_bytes: {}\n",
                 topic.name,
@@ -215,25 +198,17 @@ pub(super) async fn topic(addr: SocketAddr, command: TopicCommand) -> CommandRes
             for partition in &topic.partitions {
                 text.push_str(&format!(
                     "partition {}: shard {} log_start_offset {} high_watermark {}\n",
-                    partition.partition,
-                    partition.shard,
-                    partition.log_start_offset,
-                    partition.high_watermark
+                    partition.partition, partition.shard, partition.log_start_offset, partition.high_watermark
                 ));
             }
             out.write_all(text.as_bytes())
         }
         TopicCommand::Delete { name } => {
-            connection
-                .delete_topic(&name)
-                .await
-                .map_err(|e| describe(&e))?;
+            connection.delete_topic(&name).await.map_err(|e| describe(&e))?;
             writeln!(out, "deleted topic '{name}'")
         }
     };
-    printed
-        .and_then(|()| out.flush())
-        .map_err(|error| format!("writing to stdout: {error}"))
+    printed.and_then(|()| out.flush()).map_err(|error| format!("writing to stdout: {error}"))
 }
 
 /// Splits a line into (key, value) at the first `separator`; no separator: no key.
@@ -241,14 +216,8 @@ pub fn split_key(line: &[u8], separator: Option<&[u8]>) -> (Option<Bytes>, Bytes
     let Some(separator) = separator.filter(|s| !s.is_empty()) else {
         return (None, Bytes::copy_from_slice(line));
     };
-    match line
-        .windows(separator.len())
-        .position(|window| window == separator)
-    {
-        Some(at) => (
-            Some(Bytes::copy_from_slice(&line[..at])),
-            Bytes::copy_from_slice(&line[at + separator.len()..]),
-        ),
+    match line.windows(separator.len()).position(|window| window == separator) {
+        Some(at) => (Some(Bytes::copy_from_slice(&line[..at])), Bytes::copy_from_slice(&line[at + separator.len()..])),
         None => (None, Bytes::copy_from_slice(line)),
     }
 }
@@ -302,16 +271,11 @@ pub(super) async fn produce(addr: SocketAddr, args: ProduceArgs) -> CommandResul
     };
     let mut producer = Producer::new(connection, config);
     let topic = args.topic.clone();
-    let count = producer
-        .partition_count(&topic)
-        .await
-        .map_err(|e| describe(&e))?;
+    let count = producer.partition_count(&topic).await.map_err(|e| describe(&e))?;
     let partition = args.partition.map(PartitionId);
     if let Some(partition) = partition {
         if partition.0 >= count {
-            return Err(format!(
-                "partition {partition} does not exist: topic '{topic}' has {count} partitions"
-            ));
+            return Err(format!("partition {partition} does not exist: topic '{topic}' has {count} partitions"));
         }
     }
     let separator = args.key_separator.as_deref().map(str::as_bytes);
@@ -426,10 +390,7 @@ pub fn format_record(record: &ConsumerRecord, format: ConsumeFormat) -> String {
 
 pub(super) async fn consume(addr: SocketAddr, args: ConsumeArgs) -> CommandResult {
     let mut connection = connect(addr).await?;
-    let topic = connection
-        .topic_metadata(&args.topic)
-        .await
-        .map_err(|e| describe(&e))?;
+    let topic = connection.topic_metadata(&args.topic).await.map_err(|e| describe(&e))?;
     let partitions: Vec<PartitionId> = match args.partition {
         Some(partition) if topic.partitions.iter().any(|p| p.partition == partition) => {
             vec![PartitionId(partition)]
@@ -441,24 +402,13 @@ pub(super) async fn consume(addr: SocketAddr, args: ConsumeArgs) -> CommandResul
                 topic.partitions.len()
             ))
         }
-        None => topic
-            .partitions
-            .iter()
-            .map(|p| PartitionId(p.partition))
-            .collect(),
+        None => topic.partitions.iter().map(|p| PartitionId(p.partition)).collect(),
     };
-    let max_wait_ms = args.idle_timeout_ms.map_or(CONSUME_MAX_WAIT_MS, |idle| {
-        idle.clamp(1, CONSUME_MAX_WAIT_MS)
-    });
-    let config = ConsumerConfig {
-        max_wait_ms: u32::try_from(max_wait_ms).unwrap_or(u32::MAX),
-        ..ConsumerConfig::default()
-    };
+    let max_wait_ms = args.idle_timeout_ms.map_or(CONSUME_MAX_WAIT_MS, |idle| idle.clamp(1, CONSUME_MAX_WAIT_MS));
+    let config =
+        ConsumerConfig { max_wait_ms: u32::try_from(max_wait_ms).unwrap_or(u32::MAX), ..ConsumerConfig::default() };
     let mut consumer = Consumer::new(connection, config);
-    let assignment: Vec<(&str, PartitionId)> = partitions
-        .iter()
-        .map(|&p| (args.topic.as_str(), p))
-        .collect();
+    let assignment: Vec<(&str, PartitionId)> = partitions.iter().map(|&p| (args.topic.as_str(), p)).collect();
     consumer.assign(&assignment);
     let start = match args.from {
         StartFrom::Earliest => SeekTo::Earliest,
@@ -479,21 +429,12 @@ pub(super) async fn consume(addr: SocketAddr, args: ConsumeArgs) -> CommandResul
         }
         let records = match consumer.poll().await {
             Ok(records) => records,
-            Err(ClientError::OffsetOutOfRange {
-                topic,
-                partition,
-                offset,
-                log_start_offset,
-                ..
-            }) => {
+            Err(ClientError::OffsetOutOfRange { topic, partition, offset, log_start_offset, .. }) => {
                 eprintln!(
                     "ringmq: offset {offset} of topic '{topic}' partition {partition} is out of \
                      range (log start {log_start_offset}); resetting to earliest"
                 );
-                consumer
-                    .seek(&topic, partition, SeekTo::Earliest)
-                    .await
-                    .map_err(|e| describe(&e))?;
+                consumer.seek(&topic, partition, SeekTo::Earliest).await.map_err(|e| describe(&e))?;
                 continue;
             }
             Err(error) => return Err(describe(&error)),
@@ -532,23 +473,11 @@ mod tests {
 
     #[test]
     fn key_separator_splits_at_the_first() {
-        assert_eq!(
-            split_key(b"k1:v:1", Some(b":")),
-            (Some(Bytes::from_static(b"k1")), Bytes::from_static(b"v:1"))
-        );
-        assert_eq!(
-            split_key(b"novalue", Some(b"::")),
-            (None, Bytes::from_static(b"novalue"))
-        );
-        assert_eq!(
-            split_key(b"a::b", Some(b"::")),
-            (Some(Bytes::from_static(b"a")), Bytes::from_static(b"b"))
-        );
+        assert_eq!(split_key(b"k1:v:1", Some(b":")), (Some(Bytes::from_static(b"k1")), Bytes::from_static(b"v:1")));
+        assert_eq!(split_key(b"novalue", Some(b"::")), (None, Bytes::from_static(b"novalue")));
+        assert_eq!(split_key(b"a::b", Some(b"::")), (Some(Bytes::from_static(b"a")), Bytes::from_static(b"b")));
         assert_eq!(split_key(b"x", None), (None, Bytes::from_static(b"x")));
-        assert_eq!(
-            split_key(b":v", Some(b":")),
-            (Some(Bytes::new()), Bytes::from_static(b"v"))
-        );
+        assert_eq!(split_key(b":v", Some(b":")), (Some(Bytes::new()), Bytes::from_static(b"v")));
     }
 
     #[test]
@@ -581,9 +510,6 @@ mod tests {
         assert_eq!(parsed["timestamp"], 1_700);
         assert!(parsed["key"].is_null());
         assert_eq!(parsed["value"], "he\"llo\u{fffd}");
-        assert_eq!(
-            format_record(&record, ConsumeFormat::Value),
-            "he\"llo\u{fffd}"
-        );
+        assert_eq!(format_record(&record, ConsumeFormat::Value), "he\"llo\u{fffd}");
     }
 }

@@ -13,9 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::server::ServeArgs;
 
-pub use client_commands::{
-    Acks as AcksArg, ConsumeArgs, ConsumeFormat, ProduceArgs, StartFrom, TopicCommand,
-};
+pub use client_commands::{Acks as AcksArg, ConsumeArgs, ConsumeFormat, ProduceArgs, StartFrom, TopicCommand};
 
 /// Default broker address of the client subcommands.
 pub const BOOTSTRAP_DEFAULT: &str = "127.0.0.1:9292";
@@ -57,15 +55,9 @@ pub fn main() -> ExitCode {
     let bootstrap = cli.bootstrap;
     let outcome = match cli.command {
         Command::Serve(args) => return crate::server::run(args),
-        Command::Topic(command) => {
-            client_commands::run(&bootstrap, |addr| client_commands::topic(addr, command))
-        }
-        Command::Produce(args) => {
-            client_commands::run(&bootstrap, |addr| client_commands::produce(addr, args))
-        }
-        Command::Consume(args) => {
-            client_commands::run(&bootstrap, |addr| client_commands::consume(addr, args))
-        }
+        Command::Topic(command) => client_commands::run(&bootstrap, |addr| client_commands::topic(addr, command)),
+        Command::Produce(args) => client_commands::run(&bootstrap, |addr| client_commands::produce(addr, args)),
+        Command::Consume(args) => client_commands::run(&bootstrap, |addr| client_commands::consume(addr, args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

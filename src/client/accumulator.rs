@@ -30,10 +30,7 @@ pub struct AccumulatorConfig {
 
 impl Default for AccumulatorConfig {
     fn default() -> Self {
-        AccumulatorConfig {
-            batch_bytes: 256 * 1024,
-            linger: Duration::from_millis(5),
-        }
+        AccumulatorConfig { batch_bytes: 256 * 1024, linger: Duration::from_millis(5) }
     }
 }
 
@@ -73,13 +70,7 @@ pub struct Accumulator<T> {
 
 impl<T> Accumulator<T> {
     pub fn new(config: AccumulatorConfig, batch_config: BatchBuilderConfig) -> Accumulator<T> {
-        Accumulator {
-            config,
-            batch_config,
-            open: BTreeMap::new(),
-            closed: VecDeque::new(),
-            records: 0,
-        }
+        Accumulator { config, batch_config, open: BTreeMap::new(), closed: VecDeque::new(), records: 0 }
     }
 
     pub fn config(&self) -> &AccumulatorConfig {
@@ -113,8 +104,7 @@ impl<T> Accumulator<T> {
         let mut batch_closed = false;
         let fits = |open: &OpenBatch<T>| {
             open.builder.is_empty()
-                || open.builder.estimated_bytes().saturating_add(record_bytes)
-                    <= self.config.batch_bytes
+                || open.builder.estimated_bytes().saturating_add(record_bytes) <= self.config.batch_bytes
         };
         if self.open.get(&slot).is_some_and(|open| !fits(open)) {
             self.close(&slot);
@@ -154,10 +144,7 @@ impl<T> Accumulator<T> {
 
     /// When the oldest open batch's linger runs out (`None` when no batch is open).
     pub fn next_linger_deadline(&self) -> Option<Instant> {
-        self.open
-            .values()
-            .map(|open| open.opened_at + self.config.linger)
-            .min()
+        self.open.values().map(|open| open.opened_at + self.config.linger).min()
     }
 
     /// Takes every ready batch: the closed ones in the order they closed, then the open ones
@@ -184,10 +171,7 @@ impl<T> Accumulator<T> {
 
 /// An upper bound of what one record adds to a batch.
 pub fn record_bytes_estimate(key: Option<&[u8]>, value: &[u8], headers: &[(&str, &[u8])]) -> usize {
-    let headers_bytes: usize = headers
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + HEADER_OVERHEAD_BYTES)
-        .sum();
+    let headers_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + HEADER_OVERHEAD_BYTES).sum();
     RECORD_OVERHEAD_BYTES + key.map_or(0, <[u8]>::len) + value.len() + headers_bytes
 }
 
@@ -197,25 +181,13 @@ mod tests {
 
     fn accumulator(batch_bytes: usize, linger_ms: u64) -> Accumulator<u32> {
         Accumulator::new(
-            AccumulatorConfig {
-                batch_bytes,
-                linger: Duration::from_millis(linger_ms),
-            },
+            AccumulatorConfig { batch_bytes, linger: Duration::from_millis(linger_ms) },
             BatchBuilderConfig::default(),
         )
     }
 
     fn push(acc: &mut Accumulator<u32>, partition: u32, now: Instant, token: u32) -> Appended {
-        acc.append(
-            "t",
-            PartitionId(partition),
-            now,
-            TimestampMs(1_000),
-            None,
-            &[7u8; 100],
-            &[],
-            token,
-        )
+        acc.append("t", PartitionId(partition), now, TimestampMs(1_000), None, &[7u8; 100], &[], token)
     }
 
     /// Guards the size rule: a batch is closed before a record would take it past
@@ -263,14 +235,9 @@ mod tests {
         assert_eq!(acc.next_linger_deadline(), None);
         push(&mut acc, 0, start, 0);
         push(&mut acc, 1, start + Duration::from_millis(4), 1);
-        assert_eq!(
-            acc.next_linger_deadline(),
-            Some(start + Duration::from_millis(10))
-        );
+        assert_eq!(acc.next_linger_deadline(), Some(start + Duration::from_millis(10)));
         assert!(!acc.has_ready(start + Duration::from_millis(9)));
-        assert!(acc
-            .drain_ready(start + Duration::from_millis(9), false)
-            .is_empty());
+        assert!(acc.drain_ready(start + Duration::from_millis(9), false).is_empty());
         let ready = acc.drain_ready(start + Duration::from_millis(10), false);
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].partition, PartitionId(0));
@@ -286,16 +253,8 @@ mod tests {
         let now = Instant::now();
         let mut acc = accumulator(256, 1_000);
         push(&mut acc, 0, now, 0);
-        let appended = acc.append(
-            "t",
-            PartitionId(0),
-            now,
-            TimestampMs(1),
-            Some(b"k"),
-            &[1u8; 4096],
-            &[("h", b"v")],
-            1,
-        );
+        let appended =
+            acc.append("t", PartitionId(0), now, TimestampMs(1), Some(b"k"), &[1u8; 4096], &[("h", b"v")], 1);
         assert!(appended.batch_closed);
         let ready = acc.drain_ready(now, false);
         assert_eq!(ready.len(), 2);

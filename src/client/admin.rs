@@ -7,9 +7,8 @@ use super::connection::Connection;
 use super::error::{ClientError, ClientResult};
 use crate::model::{Offset, PartitionId, TimestampMs};
 use crate::protocol::{
-    ApiVersionsRequest, ApiVersionsResponse, CreateTopicRequest, DeleteTopicRequest, ErrorCode,
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, MetadataRequest, MetadataResponse,
-    MetadataTopic, OffsetSpec, OFFSET_UNKNOWN,
+    ApiVersionsRequest, ApiVersionsResponse, CreateTopicRequest, DeleteTopicRequest, ErrorCode, ListOffsetsPartition,
+    ListOffsetsRequest, ListOffsetsTopic, MetadataRequest, MetadataResponse, MetadataTopic, OffsetSpec, OFFSET_UNKNOWN,
 };
 
 /// Name the client reports in ApiVersions.
@@ -27,12 +26,7 @@ pub struct TopicConfig {
 
 impl Default for TopicConfig {
     fn default() -> Self {
-        TopicConfig {
-            partitions: 1,
-            retention_ms: 0,
-            retention_bytes: 0,
-            segment_bytes: 0,
-        }
+        TopicConfig { partitions: 1, retention_ms: 0, retention_bytes: 0, segment_bytes: 0 }
     }
 }
 
@@ -62,10 +56,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Metadata for `topics` (empty: every topic). Per-topic error codes are left in the
     /// response; [`Connection::topic_metadata`] turns them into errors.
     pub async fn metadata(&mut self, topics: &[&str]) -> ClientResult<MetadataResponse> {
-        self.call(&MetadataRequest {
-            topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),
-        })
-        .await
+        self.call(&MetadataRequest { topics: topics.iter().map(|topic| (*topic).to_owned()).collect() }).await
     }
 
     /// Metadata of one topic; an unknown topic is [`ClientError::Topic`] with
@@ -82,11 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         };
         let code = ErrorCode::from_u16(metadata.error_code);
         if !code.is_ok() {
-            return Err(ClientError::Topic {
-                topic: topic.to_owned(),
-                code,
-                message: String::new(),
-            });
+            return Err(ClientError::Topic { topic: topic.to_owned(), code, message: String::new() });
         }
         Ok(metadata)
     }
@@ -105,11 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     pub async fn delete_topic(&mut self, name: &str) -> ClientResult<()> {
-        let response = self
-            .call(&DeleteTopicRequest {
-                name: name.to_owned(),
-            })
-            .await?;
+        let response = self.call(&DeleteTopicRequest { name: name.to_owned() }).await?;
         topic_code(name, response.error_code, response.error_message)
     }
 
@@ -126,10 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     name: topic.to_owned(),
                     partitions: lookups
                         .iter()
-                        .map(|&(partition, spec)| ListOffsetsPartition {
-                            partition: partition.0,
-                            spec,
-                        })
+                        .map(|&(partition, spec)| ListOffsetsPartition { partition: partition.0, spec })
                         .collect(),
                 }],
             })
@@ -183,10 +163,6 @@ fn topic_code(topic: &str, code: u16, message: String) -> ClientResult<()> {
     if code.is_ok() {
         Ok(())
     } else {
-        Err(ClientError::Topic {
-            topic: topic.to_owned(),
-            code,
-            message,
-        })
+        Err(ClientError::Topic { topic: topic.to_owned(), code, message })
     }
 }

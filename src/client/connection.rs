@@ -30,8 +30,8 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::error::{ClientError, ClientResult};
 use super::Sleeper;
 use crate::protocol::{
-    check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode, ErrorResponse,
-    Frame, FrameDecoder, FrameLimits, FrameStatus, Request, MAX_FRAME_BYTES_DEFAULT,
+    check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode, ErrorResponse, Frame,
+    FrameDecoder, FrameLimits, FrameStatus, Request, MAX_FRAME_BYTES_DEFAULT,
 };
 
 /// Slack above the broker's default frame limit for response frames: a fetch returns at least
@@ -40,8 +40,7 @@ use crate::protocol::{
 pub const RESPONSE_FRAME_SLACK_BYTES: u32 = 1 << 20;
 /// Default bound on one response frame (envelope + payload), checked from its header before
 /// anything is allocated.
-pub const RESPONSE_FRAME_BYTES_MAX_DEFAULT: u32 =
-    MAX_FRAME_BYTES_DEFAULT + RESPONSE_FRAME_SLACK_BYTES;
+pub const RESPONSE_FRAME_BYTES_MAX_DEFAULT: u32 = MAX_FRAME_BYTES_DEFAULT + RESPONSE_FRAME_SLACK_BYTES;
 /// Default bound on requests written and not yet answered.
 pub const IN_FLIGHT_MAX_DEFAULT: usize = 16;
 /// Default time to wait for a response (a fetch adds its `max_wait_ms`).
@@ -115,9 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub fn new(stream: S, config: ConnectionConfig, sleeper: Rc<dyn Sleeper>) -> Connection<S> {
         Connection {
             stream,
-            decoder: FrameDecoder::new(FrameLimits {
-                max_frame_bytes: config.response_frame_bytes_max,
-            }),
+            decoder: FrameDecoder::new(FrameLimits { max_frame_bytes: config.response_frame_bytes_max }),
             config,
             sleeper,
             read_buffer: BytesMut::new(),
@@ -161,11 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Writes one request frame (envelope + `payload` batches, one vectored write) and returns
     /// the ticket for its response. Fails without writing when `max_in_flight` requests are
     /// already in flight.
-    pub async fn send<R: Request>(
-        &mut self,
-        request: &R,
-        payload: Vec<Bytes>,
-    ) -> ClientResult<Pending<R>> {
+    pub async fn send<R: Request>(&mut self, request: &R, payload: Vec<Bytes>) -> ClientResult<Pending<R>> {
         self.send_with_wait(request, payload, Duration::ZERO).await
     }
 
@@ -196,11 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return Err(self.poison(error.into()));
         }
         self.in_flight.push_back((correlation_id, R::API_KEY));
-        Ok(Pending {
-            correlation_id,
-            extra_wait,
-            request: PhantomData,
-        })
+        Ok(Pending { correlation_id, extra_wait, request: PhantomData })
     }
 
     /// Waits for the response to `pending` and decodes it. Responses to earlier requests that
@@ -208,10 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     ///
     /// A response with the error flag becomes [`ClientError::Broker`]; per-topic and
     /// per-partition codes inside a normal response are left to the caller.
-    pub async fn receive<R: Request>(
-        &mut self,
-        pending: Pending<R>,
-    ) -> ClientResult<Response<R::Response>> {
+    pub async fn receive<R: Request>(&mut self, pending: Pending<R>) -> ClientResult<Response<R::Response>> {
         let frame = match self.parked.remove(&pending.correlation_id) {
             Some(frame) => frame,
             None => {
@@ -245,10 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             });
         }
         let body = decode_envelope_owned::<R::Response>(frame.envelope.as_slice())?;
-        Ok(Response {
-            body,
-            payload: frame.payload,
-        })
+        Ok(Response { body, payload: frame.payload })
     }
 
     /// Whether the response to `pending` has arrived, without waiting: takes whatever bytes
@@ -324,8 +307,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Err(error) => return Poll::Ready(Err(error.into())),
         };
         let start = self.read_buffer.len();
-        self.read_buffer
-            .resize(start + needed.max(READ_CHUNK_BYTES), 0);
+        self.read_buffer.resize(start + needed.max(READ_CHUNK_BYTES), 0);
         let read = Pin::new(&mut self.stream).poll_read(context, &mut self.read_buffer[start..]);
         let got = match read {
             Poll::Ready(Ok(got)) => got,
@@ -340,9 +322,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         };
         self.read_buffer.truncate(start + got);
         if got == 0 {
-            return Poll::Ready(Err(ClientError::ConnectionClosed {
-                in_flight: self.in_flight.len(),
-            }));
+            return Poll::Ready(Err(ClientError::ConnectionClosed { in_flight: self.in_flight.len() }));
         }
         Poll::Ready(Ok(()))
     }

@@ -11,9 +11,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use super::connection::Connection;
 use super::error::{ClientError, ClientResult};
 use crate::model::{Offset, PartitionId, TimestampMs};
-use crate::protocol::{
-    payload_slice, ErrorCode, FetchPartition, FetchRequest, FetchTopic, OffsetSpec,
-};
+use crate::protocol::{payload_slice, ErrorCode, FetchPartition, FetchRequest, FetchTopic, OffsetSpec};
 use crate::storage::batch::{peek_batch_length, BatchError, BatchView};
 
 /// Consumer settings (the Fetch request's long-poll parameters).
@@ -85,12 +83,7 @@ pub struct Consumer<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
     pub fn new(connection: Connection<S>, config: ConsumerConfig) -> Consumer<S> {
-        Consumer {
-            connection,
-            config,
-            assignments: Vec::new(),
-            buffered: VecDeque::new(),
-        }
+        Consumer { connection, config, assignments: Vec::new(), buffered: VecDeque::new() }
     }
 
     /// The connection, for admin calls (metadata, list offsets).
@@ -107,17 +100,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
                 .iter()
                 .find(|a| &*a.topic == topic && a.partition == partition)
                 .and_then(|a| a.position);
-            if next
-                .iter()
-                .any(|a: &Assignment| &*a.topic == topic && a.partition == partition)
-            {
+            if next.iter().any(|a: &Assignment| &*a.topic == topic && a.partition == partition) {
                 continue;
             }
-            next.push(Assignment {
-                topic: Rc::from(topic),
-                partition,
-                position,
-            });
+            next.push(Assignment { topic: Rc::from(topic), partition, position });
         }
         self.assignments = next;
         self.buffered.clear();
@@ -125,44 +111,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
 
     /// The next offset to fetch for an assigned partition (`None`: not positioned yet).
     pub fn position(&self, topic: &str, partition: PartitionId) -> Option<Offset> {
-        self.assignments
-            .iter()
-            .find(|a| &*a.topic == topic && a.partition == partition)
-            .and_then(|a| a.position)
+        self.assignments.iter().find(|a| &*a.topic == topic && a.partition == partition).and_then(|a| a.position)
     }
 
     /// Positions one assigned partition; returns the offset it will fetch next.
-    pub async fn seek(
-        &mut self,
-        topic: &str,
-        partition: PartitionId,
-        to: SeekTo,
-    ) -> ClientResult<Offset> {
-        let Some(index) = self
-            .assignments
-            .iter()
-            .position(|a| &*a.topic == topic && a.partition == partition)
-        else {
-            return Err(ClientError::InvalidArgument(format!(
-                "topic '{topic}' partition {partition} is not assigned"
-            )));
+    pub async fn seek(&mut self, topic: &str, partition: PartitionId, to: SeekTo) -> ClientResult<Offset> {
+        let Some(index) = self.assignments.iter().position(|a| &*a.topic == topic && a.partition == partition) else {
+            return Err(ClientError::InvalidArgument(format!("topic '{topic}' partition {partition} is not assigned")));
         };
         let offset = match to {
             SeekTo::Offset(offset) => offset,
             SeekTo::Earliest => self.lookup(topic, partition, OffsetSpec::Earliest).await?,
             SeekTo::Latest => self.lookup(topic, partition, OffsetSpec::Latest).await?,
             SeekTo::Timestamp(timestamp) => {
-                match self
-                    .lookup_optional(topic, partition, OffsetSpec::Timestamp(timestamp.0))
-                    .await?
-                {
+                match self.lookup_optional(topic, partition, OffsetSpec::Timestamp(timestamp.0)).await? {
                     Some(offset) => offset,
                     None => self.lookup(topic, partition, OffsetSpec::Latest).await?,
                 }
             }
         };
-        self.buffered
-            .retain(|r| !(&*r.topic == topic && r.partition == partition));
+        self.buffered.retain(|r| !(&*r.topic == topic && r.partition == partition));
         if let Some(assignment) = self.assignments.get_mut(index) {
             assignment.position = Some(offset);
         }
@@ -171,31 +139,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
 
     /// Positions every assigned partition.
     pub async fn seek_all(&mut self, to: SeekTo) -> ClientResult<()> {
-        let all: Vec<(Rc<str>, PartitionId)> = self
-            .assignments
-            .iter()
-            .map(|a| (Rc::clone(&a.topic), a.partition))
-            .collect();
+        let all: Vec<(Rc<str>, PartitionId)> =
+            self.assignments.iter().map(|a| (Rc::clone(&a.topic), a.partition)).collect();
         for (topic, partition) in all {
             self.seek(&topic, partition, to).await?;
         }
         Ok(())
     }
 
-    async fn lookup(
-        &mut self,
-        topic: &str,
-        partition: PartitionId,
-        spec: OffsetSpec,
-    ) -> ClientResult<Offset> {
-        self.lookup_optional(topic, partition, spec)
-            .await?
-            .ok_or_else(|| ClientError::Partition {
-                topic: topic.to_owned(),
-                partition,
-                code: ErrorCode::Unknown,
-                message: "ListOffsets returned no offset".to_owned(),
-            })
+    async fn lookup(&mut self, topic: &str, partition: PartitionId, spec: OffsetSpec) -> ClientResult<Offset> {
+        self.lookup_optional(topic, partition, spec).await?.ok_or_else(|| ClientError::Partition {
+            topic: topic.to_owned(),
+            partition,
+            code: ErrorCode::Unknown,
+            message: "ListOffsets returned no offset".to_owned(),
+        })
     }
 
     async fn lookup_optional(
@@ -204,10 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
         partition: PartitionId,
         spec: OffsetSpec,
     ) -> ClientResult<Option<Offset>> {
-        let found = self
-            .connection
-            .list_offsets(topic, &[(partition, spec)])
-            .await?;
+        let found = self.connection.list_offsets(topic, &[(partition, spec)]).await?;
         Ok(found.first().and_then(|f| f.offset))
     }
 
@@ -223,9 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
             return Ok(self.buffered.drain(..).collect());
         }
         if self.assignments.is_empty() {
-            return Err(ClientError::InvalidArgument(
-                "poll with no partitions assigned".to_owned(),
-            ));
+            return Err(ClientError::InvalidArgument("poll with no partitions assigned".to_owned()));
         }
         let unpositioned: Vec<(Rc<str>, PartitionId)> = self
             .assignments
@@ -246,10 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
             };
             match topics.iter_mut().find(|t| *t.name == *assignment.topic) {
                 Some(topic) => topic.partitions.push(fetch),
-                None => topics.push(FetchTopic {
-                    name: assignment.topic.to_string(),
-                    partitions: vec![fetch],
-                }),
+                None => topics.push(FetchTopic { name: assignment.topic.to_string(), partitions: vec![fetch] }),
             }
         }
         let request = FetchRequest {
@@ -259,10 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
             topics,
         };
         let wait = Duration::from_millis(u64::from(self.config.max_wait_ms));
-        let pending = self
-            .connection
-            .send_with_wait(&request, Vec::new(), wait)
-            .await?;
+        let pending = self.connection.send_with_wait(&request, Vec::new(), wait).await?;
         let response = self.connection.receive(pending).await?;
         let mut records = Vec::new();
         let mut first_error = None;
@@ -297,21 +244,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
                 first_error.get_or_insert(error);
                 continue;
             }
-            let decoded = payload_slice(
-                &response.payload,
-                answer.payload_offset,
-                answer.payload_length,
-            )
-            .map_err(ClientError::from)
-            .and_then(|batches| {
-                decode_batches(&assignment.topic, assignment.partition, &batches, position).map_err(
-                    |source| ClientError::CorruptBatch {
-                        topic: assignment.topic.to_string(),
-                        partition: assignment.partition,
-                        source,
-                    },
-                )
-            });
+            let decoded = payload_slice(&response.payload, answer.payload_offset, answer.payload_length)
+                .map_err(ClientError::from)
+                .and_then(|batches| {
+                    decode_batches(&assignment.topic, assignment.partition, &batches, position).map_err(|source| {
+                        ClientError::CorruptBatch {
+                            topic: assignment.topic.to_string(),
+                            partition: assignment.partition,
+                            source,
+                        }
+                    })
+                });
             match decoded {
                 Ok((partition_records, next)) => {
                     records.extend(partition_records);
@@ -413,10 +356,7 @@ mod tests {
         assert_eq!(records[0].key, None);
         assert_eq!(records[1].key.as_deref(), Some(&b"k2"[..]));
         assert_eq!(records[0].partition, PartitionId(2));
-        assert_eq!(
-            records[0].headers,
-            vec![("h".to_owned(), Bytes::from_static(b"v"))]
-        );
+        assert_eq!(records[0].headers, vec![("h".to_owned(), Bytes::from_static(b"v"))]);
         let (none, same) = decode_batches(&topic, PartitionId(2), &[], Offset(7)).unwrap();
         assert!(none.is_empty());
         assert_eq!(same, Offset(7));
@@ -438,8 +378,7 @@ mod tests {
         // An unaligned copy decodes too (a network frame need not be 8-aligned).
         let mut unaligned = vec![0u8; 1];
         unaligned.extend_from_slice(&good);
-        let (records, _) =
-            decode_batches(&topic, PartitionId(0), &unaligned[1..], Offset(0)).unwrap();
+        let (records, _) = decode_batches(&topic, PartitionId(0), &unaligned[1..], Offset(0)).unwrap();
         assert_eq!(records.len(), 2);
     }
 }

@@ -42,22 +42,10 @@ pub enum ClientError {
     Broker { code: ErrorCode, message: String },
     /// A per-topic error (e.g. `UnknownTopicOrPartition` from Metadata).
     #[error("topic '{topic}': {code}{}", fmt_message(message))]
-    Topic {
-        topic: String,
-        code: ErrorCode,
-        message: String,
-    },
+    Topic { topic: String, code: ErrorCode, message: String },
     /// A per-partition error from Produce, Fetch or ListOffsets.
-    #[error(
-        "topic '{topic}' partition {partition}: {code}{}",
-        fmt_message(message)
-    )]
-    Partition {
-        topic: String,
-        partition: PartitionId,
-        code: ErrorCode,
-        message: String,
-    },
+    #[error("topic '{topic}' partition {partition}: {code}{}", fmt_message(message))]
+    Partition { topic: String, partition: PartitionId, code: ErrorCode, message: String },
     /// A fetch position outside `[log_start_offset, high_watermark]`. The consumer leaves the
     /// position as it was; the caller decides where to go (the CLI resets to earliest).
     #[error(
@@ -149,20 +137,14 @@ mod tests {
             message: String::new(),
         };
         assert!(not_leader.is_retriable());
-        assert_eq!(
-            not_leader.to_string(),
-            "topic 't' partition 1: not_leader (13)"
-        );
+        assert_eq!(not_leader.to_string(), "topic 't' partition 1: not_leader (13)");
         let unknown = ClientError::Topic {
             topic: "t".into(),
             code: ErrorCode::UnknownTopicOrPartition,
             message: "no such topic".into(),
         };
         assert!(!unknown.is_retriable());
-        assert_eq!(
-            unknown.error_code(),
-            Some(ErrorCode::UnknownTopicOrPartition)
-        );
+        assert_eq!(unknown.error_code(), Some(ErrorCode::UnknownTopicOrPartition));
         let io = ClientError::from(io::Error::from(io::ErrorKind::BrokenPipe));
         assert!(!io.is_retriable());
         assert_eq!(io.error_code(), None);

@@ -41,11 +41,7 @@ impl FakeStream {
 }
 
 impl AsyncWrite for FakeStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _context: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, _context: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let take = buf.len().min(self.chunk_bytes);
         self.inbound.extend_from_slice(&buf[..take]);
         loop {
@@ -72,11 +68,7 @@ impl AsyncWrite for FakeStream {
 }
 
 impl AsyncRead for FakeStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _context: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(mut self: Pin<&mut Self>, _context: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let take = buf.len().min(self.chunk_bytes).min(self.outbound.len());
         for (slot, byte) in buf.iter_mut().zip(self.outbound.drain(..take)) {
             *slot = byte;
@@ -95,14 +87,6 @@ impl Sleeper for InstantSleeper {
     }
 }
 
-pub fn connection(
-    chunk_bytes: usize,
-    config: ConnectionConfig,
-    handler: Handler,
-) -> Connection<FakeStream> {
-    Connection::new(
-        FakeStream::new(chunk_bytes, handler),
-        config,
-        Rc::new(InstantSleeper),
-    )
+pub fn connection(chunk_bytes: usize, config: ConnectionConfig, handler: Handler) -> Connection<FakeStream> {
+    Connection::new(FakeStream::new(chunk_bytes, handler), config, Rc::new(InstantSleeper))
 }

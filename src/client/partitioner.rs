@@ -56,10 +56,7 @@ impl StickyPartitioner {
     /// start on partition 0.
     pub fn partition(&mut self, topic: &str, partition_count: u32) -> PartitionId {
         let count = partition_count.max(1);
-        let current = self
-            .current
-            .entry(topic.to_owned())
-            .or_insert_with(|| fnv1a_32(topic.as_bytes()) % count);
+        let current = self.current.entry(topic.to_owned()).or_insert_with(|| fnv1a_32(topic.as_bytes()) % count);
         if *current >= count {
             // The topic has fewer partitions than when we chose (recreated): start over.
             *current %= count;
@@ -99,11 +96,7 @@ mod tests {
             (b"\x00\xff", 3, 1),
         ];
         for (key, count, expected) in cases {
-            assert_eq!(
-                partition_for_key(key, count),
-                PartitionId(expected),
-                "{key:?} over {count}"
-            );
+            assert_eq!(partition_for_key(key, count), PartitionId(expected), "{key:?} over {count}");
         }
         assert_eq!(partition_for_key(b"x", 1), PartitionId(0));
         assert_eq!(partition_for_key(b"x", 0), PartitionId(0));

@@ -31,16 +31,15 @@ use super::retry::Backoff;
 use crate::model::{Offset, PartitionId, TimestampMs};
 use crate::protocol::apis::produce::{ACKS_ALL, ACKS_LEADER, ACKS_NONE};
 use crate::protocol::{
-    ErrorCode, PayloadBuilder, PayloadRange, ProducePartition, ProduceRequest, ProduceResponse,
-    ProduceTopic, OFFSET_UNKNOWN,
+    ErrorCode, PayloadBuilder, PayloadRange, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
+    OFFSET_UNKNOWN,
 };
 use crate::storage::batch::BatchBuilderConfig;
 
 /// Bound on the payload of one Produce request; more ready batches go in the next request.
 /// Well under the broker's default frame limit (64 MiB).
 pub const REQUEST_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
-const _: () =
-    assert!(REQUEST_PAYLOAD_BYTES_MAX < crate::protocol::MAX_FRAME_BYTES_DEFAULT as usize);
+const _: () = assert!(REQUEST_PAYLOAD_BYTES_MAX < crate::protocol::MAX_FRAME_BYTES_DEFAULT as usize);
 
 /// When the broker acknowledges a produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,10 +213,7 @@ fn produce_topics(
         };
         match topics.iter_mut().find(|t| t.name == part.topic) {
             Some(topic) => topic.partitions.push(partition),
-            None => topics.push(ProduceTopic {
-                name: part.topic.clone(),
-                partitions: vec![partition],
-            }),
+            None => topics.push(ProduceTopic { name: part.topic.clone(), partitions: vec![partition] }),
         }
     }
     Ok((topics, payload.finish()))
@@ -273,10 +269,8 @@ pub struct Producer<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     pub fn new(connection: Connection<S>, config: ProducerConfig) -> Producer<S> {
         let mut config = config;
-        config.requests_in_flight_max = config.requests_in_flight_max.clamp(
-            1,
-            connection.config().max_in_flight.saturating_sub(1).max(1),
-        );
+        config.requests_in_flight_max =
+            config.requests_in_flight_max.clamp(1, connection.config().max_in_flight.saturating_sub(1).max(1));
         Producer {
             connection,
             accumulator: Accumulator::new(config.batching, BatchBuilderConfig::default()),
@@ -352,11 +346,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             (None, None) => (self.sticky.partition(&record.topic, count), true),
         };
         let (sender, future) = DeliverySender::pair();
-        let headers: Vec<(&str, &[u8])> = record
-            .headers
-            .iter()
-            .map(|(key, value)| (key.as_str(), &value[..]))
-            .collect();
+        let headers: Vec<(&str, &[u8])> =
+            record.headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
         let appended = self.accumulator.append(
             &record.topic,
             partition,
@@ -424,9 +415,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     async fn send_ready(&mut self, force: bool) -> ClientResult<()> {
         let now = Instant::now();
         let mut parts: Vec<PartitionBatches> = Vec::new();
-        let (due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
-            .into_iter()
-            .partition(|retry| retry.not_before <= now);
+        let (due, later): (Vec<Retry>, Vec<Retry>) =
+            std::mem::take(&mut self.retries).into_iter().partition(|retry| retry.not_before <= now);
         self.retries = later;
         parts.extend(due.into_iter().map(|retry| retry.part));
         let closed = self.accumulator.drain_ready(now, force);
@@ -457,8 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         let mut merged: BTreeMap<(String, PartitionId), PartitionBatches> = BTreeMap::new();
         for batch in closed {
             if let Some(&count) = self.partition_counts.get(&batch.topic) {
-                self.sticky
-                    .batch_closed(&batch.topic, batch.partition, count);
+                self.sticky.batch_closed(&batch.topic, batch.partition, count);
             }
             let built = match batch.builder.build() {
                 Ok(built) => built,
@@ -470,15 +459,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                     continue;
                 }
             };
-            let part = merged
-                .entry((batch.topic.clone(), batch.partition))
-                .or_insert_with(|| PartitionBatches {
-                    topic: batch.topic,
-                    partition: batch.partition,
-                    batches: Vec::new(),
-                    senders: Vec::new(),
-                    attempts: 0,
-                });
+            let part = merged.entry((batch.topic.clone(), batch.partition)).or_insert_with(|| PartitionBatches {
+                topic: batch.topic,
+                partition: batch.partition,
+                batches: Vec::new(),
+                senders: Vec::new(),
+                attempts: 0,
+            });
             part.batches.push(built);
             part.senders.extend(batch.tokens);
         }
@@ -499,11 +486,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 return Err(error);
             }
         };
-        let request = ProduceRequest {
-            acks: self.config.acks.as_i16(),
-            timeout_ms: self.config.timeout_ms,
-            topics,
-        };
+        let request = ProduceRequest { acks: self.config.acks.as_i16(), timeout_ms: self.config.timeout_ms, topics };
         match self.connection.send(&request, payload).await {
             Ok(pending) => {
                 self.in_flight.push_back(InFlight { pending, parts });
@@ -627,10 +610,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         let retries_done = part.attempts.saturating_sub(1);
         if error.is_retriable() && retries_done < self.config.retries_max {
             let delay: Duration = self.config.backoff.delay(retries_done);
-            self.retries.push(Retry {
-                not_before: Instant::now() + delay,
-                part,
-            });
+            self.retries.push(Retry { not_before: Instant::now() + delay, part });
         } else {
             part.fail(&error);
         }

@@ -12,10 +12,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(2_000),
-        }
+        Backoff { initial: Duration::from_millis(100), max: Duration::from_millis(2_000) }
     }
 }
 
@@ -23,10 +20,7 @@ impl Backoff {
     /// The delay before retry number `retry` (0 for the first retry).
     pub fn delay(&self, retry: u32) -> Duration {
         let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
-        self.initial
-            .checked_mul(factor)
-            .unwrap_or(self.max)
-            .min(self.max)
+        self.initial.checked_mul(factor).unwrap_or(self.max).min(self.max)
     }
 }
 
@@ -38,13 +32,8 @@ mod tests {
     /// absurd retry counts.
     #[test]
     fn backoff_doubles_and_is_capped() {
-        let backoff = Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(1_000),
-        };
-        let delays: Vec<u64> = (0..6)
-            .map(|retry| backoff.delay(retry).as_millis() as u64)
-            .collect();
+        let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_millis(1_000) };
+        let delays: Vec<u64> = (0..6).map(|retry| backoff.delay(retry).as_millis() as u64).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1_000, 1_000]);
         for retry in [31, 32, 100, u32::MAX] {
             assert_eq!(backoff.delay(retry), backoff.max);

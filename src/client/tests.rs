@@ -13,18 +13,14 @@ use super::accumulator::AccumulatorConfig;
 use super::connection::ConnectionConfig;
 use super::consumer::decode_batches;
 use super::fake_broker::{connection, Handler};
-use super::{
-    partition_for_key, Backoff, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig,
-    SeekTo,
-};
+use super::{partition_for_key, Backoff, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo};
 use crate::model::{LeaderEpoch, Offset, PartitionId};
 use crate::protocol::{
-    decode_envelope_owned, encode_error_response, encode_response, payload_slice, ApiKey,
-    ErrorCode, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse, Frame,
-    ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ListOffsetsTopicResponse, MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic,
-    OffsetSpec, PayloadBuilder, ProducePartitionResponse, ProduceRequest, ProduceResponse,
-    ProduceTopicResponse, ResponseTo, OFFSET_UNKNOWN,
+    decode_envelope_owned, encode_error_response, encode_response, payload_slice, ApiKey, ErrorCode,
+    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse, Frame, ListOffsetsPartitionResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResponse, MetadataPartition, MetadataRequest,
+    MetadataResponse, MetadataTopic, OffsetSpec, PayloadBuilder, ProducePartitionResponse, ProduceRequest,
+    ProduceResponse, ProduceTopicResponse, ResponseTo, OFFSET_UNKNOWN,
 };
 use crate::storage::batch::{peek_batch_length, stamp, validate};
 
@@ -35,18 +31,9 @@ fn metadata_response(shard_count: u32, topics: &[(&str, u32)]) -> MetadataRespon
             .iter()
             .map(|&(name, partitions)| MetadataTopic {
                 name: name.to_owned(),
-                error_code: if partitions == 0 {
-                    ErrorCode::UnknownTopicOrPartition.as_u16()
-                } else {
-                    0
-                },
+                error_code: if partitions == 0 { ErrorCode::UnknownTopicOrPartition.as_u16() } else { 0 },
                 partitions: (0..partitions)
-                    .map(|partition| MetadataPartition {
-                        partition,
-                        shard: 0,
-                        log_start_offset: 0,
-                        high_watermark: 0,
-                    })
+                    .map(|partition| MetadataPartition { partition, shard: 0, log_start_offset: 0, high_watermark: 0 })
                     .collect(),
                 retention_ms: -1,
                 retention_bytes: -1,
@@ -57,9 +44,7 @@ fn metadata_response(shard_count: u32, topics: &[(&str, u32)]) -> MetadataRespon
 }
 
 fn respond<T: crate::protocol::Envelope>(frame: &Frame, body: &T, payload: Vec<Bytes>) -> Vec<u8> {
-    encode_response(ResponseTo::from(&frame.header), body, payload)
-        .unwrap()
-        .to_vec()
+    encode_response(ResponseTo::from(&frame.header), body, payload).unwrap().to_vec()
 }
 
 /// Guards pipelining and response matching: three requests are written before the fake
@@ -82,28 +67,15 @@ fn pipelined_responses_match_their_requests() {
     });
     let mut conn = connection(7, ConnectionConfig::default(), handler);
     block_on(async {
-        let a = conn
-            .send(&MetadataRequest::default(), Vec::new())
-            .await
-            .unwrap();
-        let b = conn
-            .send(&MetadataRequest::default(), Vec::new())
-            .await
-            .unwrap();
-        let c = conn
-            .send(&MetadataRequest::default(), Vec::new())
-            .await
-            .unwrap();
+        let a = conn.send(&MetadataRequest::default(), Vec::new()).await.unwrap();
+        let b = conn.send(&MetadataRequest::default(), Vec::new()).await.unwrap();
+        let c = conn.send(&MetadataRequest::default(), Vec::new()).await.unwrap();
         assert_eq!(conn.in_flight(), 3);
         let (ida, idb, idc) = (a.correlation_id(), b.correlation_id(), c.correlation_id());
         assert!(ida != idb && idb != idc);
         let rc = conn.receive(c).await.unwrap();
         assert_eq!(rc.body.shard_count, idc);
-        assert_eq!(
-            conn.in_flight(),
-            0,
-            "earlier responses were read and parked"
-        );
+        assert_eq!(conn.in_flight(), 0, "earlier responses were read and parked");
         assert_eq!(conn.receive(a).await.unwrap().body.shard_count, ida);
         assert_eq!(conn.receive(b).await.unwrap().body.shard_count, idb);
     });
@@ -115,17 +87,12 @@ fn wrong_correlation_id_poisons_the_connection() {
     let handler: Handler = Box::new(|frame| {
         let mut to = ResponseTo::from(&frame.header);
         to.correlation_id += 100;
-        vec![encode_response(to, &metadata_response(1, &[]), Vec::new())
-            .unwrap()
-            .to_vec()]
+        vec![encode_response(to, &metadata_response(1, &[]), Vec::new()).unwrap().to_vec()]
     });
     let mut conn = connection(1 << 16, ConnectionConfig::default(), handler);
     block_on(async {
         let err = conn.call(&MetadataRequest::default()).await.unwrap_err();
-        assert!(
-            matches!(err, ClientError::CorrelationMismatch { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, ClientError::CorrelationMismatch { .. }), "{err}");
         let err = conn.call(&MetadataRequest::default()).await.unwrap_err();
         assert!(matches!(err, ClientError::Poisoned(_)), "{err}");
     });
@@ -139,15 +106,9 @@ fn dropped_connection_is_an_error() {
     let mut conn = connection(3, ConnectionConfig::default(), handler);
     block_on(async {
         let err = conn.call(&MetadataRequest::default()).await.unwrap_err();
-        assert!(
-            matches!(err, ClientError::ConnectionClosed { in_flight: 1 }),
-            "{err}"
-        );
+        assert!(matches!(err, ClientError::ConnectionClosed { in_flight: 1 }), "{err}");
         assert!(conn.poisoned().is_some());
-        assert!(matches!(
-            conn.send(&MetadataRequest::default(), Vec::new()).await,
-            Err(ClientError::Poisoned(_))
-        ));
+        assert!(matches!(conn.send(&MetadataRequest::default(), Vec::new()).await, Err(ClientError::Poisoned(_))));
     });
 }
 
@@ -160,20 +121,14 @@ fn error_responses_and_frame_limit() {
         calls += 1;
         let to = ResponseTo::from(&frame.header);
         if calls == 1 {
-            vec![encode_error_response(to, ErrorCode::ThrottledBusy, "busy")
-                .unwrap()
-                .to_vec()]
+            vec![encode_error_response(to, ErrorCode::ThrottledBusy, "busy").unwrap().to_vec()]
         } else {
             let many: Vec<(String, u32)> = (0..50).map(|i| (format!("topic-{i}"), 1)).collect();
             let many: Vec<(&str, u32)> = many.iter().map(|(n, p)| (n.as_str(), *p)).collect();
             vec![respond(&frame, &metadata_response(1, &many), Vec::new())]
         }
     });
-    let config = ConnectionConfig {
-        response_frame_bytes_max: 1024,
-        max_in_flight: 2,
-        ..ConnectionConfig::default()
-    };
+    let config = ConnectionConfig { response_frame_bytes_max: 1024, max_in_flight: 2, ..ConnectionConfig::default() };
     let mut conn = connection(1 << 16, config, handler);
     block_on(async {
         let err = conn.call(&MetadataRequest::default()).await.unwrap_err();
@@ -189,25 +144,13 @@ fn error_responses_and_frame_limit() {
 #[test]
 fn in_flight_requests_are_bounded() {
     let handler: Handler = Box::new(|_| Vec::new());
-    let config = ConnectionConfig {
-        max_in_flight: 2,
-        ..ConnectionConfig::default()
-    };
+    let config = ConnectionConfig { max_in_flight: 2, ..ConnectionConfig::default() };
     let mut conn = connection(1 << 16, config, handler);
     block_on(async {
-        let _a = conn
-            .send(&MetadataRequest::default(), Vec::new())
-            .await
-            .unwrap();
-        let _b = conn
-            .send(&MetadataRequest::default(), Vec::new())
-            .await
-            .unwrap();
+        let _a = conn.send(&MetadataRequest::default(), Vec::new()).await.unwrap();
+        let _b = conn.send(&MetadataRequest::default(), Vec::new()).await.unwrap();
         assert!(!conn.can_send());
-        let err = conn
-            .send(&MetadataRequest::default(), Vec::new())
-            .await
-            .unwrap_err();
+        let err = conn.send(&MetadataRequest::default(), Vec::new()).await.unwrap_err();
         assert!(matches!(err, ClientError::InvalidArgument(_)));
         assert_eq!(conn.in_flight(), 2);
     });
@@ -230,18 +173,13 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
         let mut broker = state.borrow_mut();
         let reply = match frame.header.api_key {
             k if k == ApiKey::Metadata.as_u16() => {
-                let request: MetadataRequest =
-                    decode_envelope_owned(frame.envelope.as_slice()).unwrap();
-                let topics: Vec<(&str, u32)> = request
-                    .topics
-                    .iter()
-                    .map(|t| (t.as_str(), if t == "t" { broker.partitions } else { 0 }))
-                    .collect();
+                let request: MetadataRequest = decode_envelope_owned(frame.envelope.as_slice()).unwrap();
+                let topics: Vec<(&str, u32)> =
+                    request.topics.iter().map(|t| (t.as_str(), if t == "t" { broker.partitions } else { 0 })).collect();
                 respond(&frame, &metadata_response(1, &topics), Vec::new())
             }
             k if k == ApiKey::Produce.as_u16() => {
-                let request: ProduceRequest =
-                    decode_envelope_owned(frame.envelope.as_slice()).unwrap();
+                let request: ProduceRequest = decode_envelope_owned(frame.envelope.as_slice()).unwrap();
                 broker.produce_requests += 1;
                 let fail = broker.fail_produces > 0;
                 broker.fail_produces = broker.fail_produces.saturating_sub(1);
@@ -249,9 +187,7 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                 for topic in &request.topics {
                     let mut partitions = Vec::new();
                     for p in &topic.partitions {
-                        let range =
-                            payload_slice(&frame.payload, p.payload_offset, p.payload_length)
-                                .unwrap();
+                        let range = payload_slice(&frame.payload, p.payload_offset, p.payload_length).unwrap();
                         let base = broker.next_offset.get(&p.partition).copied().unwrap_or(0);
                         let (code, base_offset) = if fail {
                             (ErrorCode::NotLeader, OFFSET_UNKNOWN)
@@ -261,8 +197,7 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                             while at < range.len() {
                                 let length = peek_batch_length(&range[at..]).unwrap() as usize;
                                 let mut batch = range[at..at + length].to_vec();
-                                let header =
-                                    validate(&batch).expect("the producer's batch is valid");
+                                let header = validate(&batch).expect("the producer's batch is valid");
                                 stamp(&mut batch, Offset(next), LeaderEpoch(0)).unwrap();
                                 next += u64::from(header.record_count);
                                 broker.logs.entry(p.partition).or_default().push(batch);
@@ -274,25 +209,17 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                         partitions.push(ProducePartitionResponse {
                             partition: p.partition,
                             error_code: code.as_u16(),
-                            base_offset: if request.acks == 0 {
-                                OFFSET_UNKNOWN
-                            } else {
-                                base_offset
-                            },
+                            base_offset: if request.acks == 0 { OFFSET_UNKNOWN } else { base_offset },
                             log_start_offset: 0,
                             error_message: String::new(),
                         });
                     }
-                    topics.push(ProduceTopicResponse {
-                        name: topic.name.clone(),
-                        partitions,
-                    });
+                    topics.push(ProduceTopicResponse { name: topic.name.clone(), partitions });
                 }
                 respond(&frame, &ProduceResponse { topics }, Vec::new())
             }
             k if k == ApiKey::ListOffsets.as_u16() => {
-                let request: ListOffsetsRequest =
-                    decode_envelope_owned(frame.envelope.as_slice()).unwrap();
+                let request: ListOffsetsRequest = decode_envelope_owned(frame.envelope.as_slice()).unwrap();
                 let topics = request
                     .topics
                     .iter()
@@ -305,9 +232,7 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                                 partition: p.partition,
                                 error_code: 0,
                                 offset: match p.spec {
-                                    OffsetSpec::Latest => {
-                                        broker.next_offset.get(&p.partition).copied().unwrap_or(0)
-                                    }
+                                    OffsetSpec::Latest => broker.next_offset.get(&p.partition).copied().unwrap_or(0),
                                     _ => 0,
                                 },
                                 timestamp_ms: -1,
@@ -318,15 +243,13 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                 respond(&frame, &ListOffsetsResponse { topics }, Vec::new())
             }
             k if k == ApiKey::Fetch.as_u16() => {
-                let request: FetchRequest =
-                    decode_envelope_owned(frame.envelope.as_slice()).unwrap();
+                let request: FetchRequest = decode_envelope_owned(frame.envelope.as_slice()).unwrap();
                 let mut payload = PayloadBuilder::new();
                 let mut topics = Vec::new();
                 for t in &request.topics {
                     let mut partitions = Vec::new();
                     for p in &t.partitions {
-                        let high_watermark =
-                            broker.next_offset.get(&p.partition).copied().unwrap_or(0);
+                        let high_watermark = broker.next_offset.get(&p.partition).copied().unwrap_or(0);
                         let mut code = ErrorCode::None;
                         let mut bytes = Vec::new();
                         if p.fetch_offset > high_watermark {
@@ -349,10 +272,7 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                             payload_length: range.length,
                         });
                     }
-                    topics.push(FetchTopicResponse {
-                        name: t.name.clone(),
-                        partitions,
-                    });
+                    topics.push(FetchTopicResponse { name: t.name.clone(), partitions });
                 }
                 respond(&frame, &FetchResponse { topics }, payload.finish())
             }
@@ -364,14 +284,8 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
 
 fn small_batches() -> ProducerConfig {
     ProducerConfig {
-        batching: AccumulatorConfig {
-            batch_bytes: 600,
-            linger: Duration::from_secs(60),
-        },
-        backoff: Backoff {
-            initial: Duration::from_millis(1),
-            max: Duration::from_millis(2),
-        },
+        batching: AccumulatorConfig { batch_bytes: 600, linger: Duration::from_secs(60) },
+        backoff: Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(2) },
         requests_in_flight_max: 2,
         ..ProducerConfig::default()
     }
@@ -382,15 +296,8 @@ fn small_batches() -> ProducerConfig {
 /// broker stored decodes back to the values sent, in order.
 #[test]
 fn producer_delivers_every_record_with_its_offset() {
-    let state = Rc::new(RefCell::new(MiniBroker {
-        partitions: 3,
-        ..MiniBroker::default()
-    }));
-    let conn = connection(
-        1 << 12,
-        ConnectionConfig::default(),
-        mini_broker(Rc::clone(&state)),
-    );
+    let state = Rc::new(RefCell::new(MiniBroker { partitions: 3, ..MiniBroker::default() }));
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
     let mut producer = Producer::new(conn, small_batches());
     block_on(async {
         let mut sent = Vec::new();
@@ -398,12 +305,7 @@ fn producer_delivers_every_record_with_its_offset() {
             let key = (i % 2 == 0).then(|| Bytes::from(format!("key-{}", i % 7)));
             let value = Bytes::from(format!("value-{i}"));
             let delivery = producer
-                .send(
-                    "t",
-                    key.clone(),
-                    value.clone(),
-                    vec![("n".into(), Bytes::from_static(b"1"))],
-                )
+                .send("t", key.clone(), value.clone(), vec![("n".into(), Bytes::from_static(b"1"))])
                 .await
                 .unwrap();
             sent.push((key, value, delivery));
@@ -416,16 +318,10 @@ fn producer_delivers_every_record_with_its_offset() {
             if let Some(key) = &key {
                 assert_eq!(delivery.partition, partition_for_key(key, 3));
             }
-            by_partition
-                .entry(delivery.partition.0)
-                .or_default()
-                .push((delivery.offset.unwrap().0, value));
+            by_partition.entry(delivery.partition.0).or_default().push((delivery.offset.unwrap().0, value));
         }
         let broker = state.borrow();
-        assert!(
-            broker.produce_requests >= 2,
-            "small batches need several requests"
-        );
+        assert!(broker.produce_requests >= 2, "small batches need several requests");
         for (partition, mut delivered) in by_partition {
             delivered.sort_by_key(|(offset, _)| *offset);
             let offsets: Vec<u64> = delivered.iter().map(|(o, _)| *o).collect();
@@ -433,8 +329,7 @@ fn producer_delivers_every_record_with_its_offset() {
             let topic: Rc<str> = Rc::from("t");
             let mut stored = Vec::new();
             for batch in &broker.logs[&partition] {
-                let (records, _) =
-                    decode_batches(&topic, PartitionId(partition), batch, Offset(0)).unwrap();
+                let (records, _) = decode_batches(&topic, PartitionId(partition), batch, Offset(0)).unwrap();
                 stored.extend(records);
             }
             assert_eq!(stored.len(), delivered.len());
@@ -452,30 +347,14 @@ fn producer_delivers_every_record_with_its_offset() {
 #[test]
 fn producer_retries_retriable_errors_then_gives_up() {
     for (failures, retries_max, succeeds) in [(2, 3, true), (5, 2, false)] {
-        let state = Rc::new(RefCell::new(MiniBroker {
-            partitions: 1,
-            fail_produces: failures,
-            ..MiniBroker::default()
-        }));
-        let conn = connection(
-            1 << 12,
-            ConnectionConfig::default(),
-            mini_broker(Rc::clone(&state)),
-        );
-        let config = ProducerConfig {
-            retries_max,
-            ..small_batches()
-        };
+        let state =
+            Rc::new(RefCell::new(MiniBroker { partitions: 1, fail_produces: failures, ..MiniBroker::default() }));
+        let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+        let config = ProducerConfig { retries_max, ..small_batches() };
         let mut producer = Producer::new(conn, config);
         block_on(async {
-            let a = producer
-                .send("t", None, Bytes::from_static(b"a"), Vec::new())
-                .await
-                .unwrap();
-            let b = producer
-                .send("t", None, Bytes::from_static(b"b"), Vec::new())
-                .await
-                .unwrap();
+            let a = producer.send("t", None, Bytes::from_static(b"a"), Vec::new()).await.unwrap();
+            let b = producer.send("t", None, Bytes::from_static(b"b"), Vec::new()).await.unwrap();
             producer.flush().await.unwrap();
             let (a, b) = (a.await, b.await);
             let broker = state.borrow();
@@ -497,17 +376,11 @@ fn producer_retries_retriable_errors_then_gives_up() {
 /// An unknown topic fails `send` at once with the broker's code; a partition out of range too.
 #[test]
 fn producer_reports_unknown_topics() {
-    let state = Rc::new(RefCell::new(MiniBroker {
-        partitions: 2,
-        ..MiniBroker::default()
-    }));
+    let state = Rc::new(RefCell::new(MiniBroker { partitions: 2, ..MiniBroker::default() }));
     let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(state));
     let mut producer = Producer::new(conn, small_batches());
     block_on(async {
-        let err = producer
-            .send("nope", None, Bytes::from_static(b"x"), Vec::new())
-            .await
-            .unwrap_err();
+        let err = producer.send("nope", None, Bytes::from_static(b"x"), Vec::new()).await.unwrap_err();
         assert_eq!(err.error_code(), Some(ErrorCode::UnknownTopicOrPartition));
         let err = producer
             .send_record(super::producer::ProducerRecord {
@@ -527,15 +400,8 @@ fn producer_reports_unknown_topics() {
 /// the high watermark is reported as `OffsetOutOfRange` and a seek to earliest recovers.
 #[test]
 fn consumer_reads_back_and_reports_out_of_range() {
-    let state = Rc::new(RefCell::new(MiniBroker {
-        partitions: 2,
-        ..MiniBroker::default()
-    }));
-    let conn = connection(
-        1 << 12,
-        ConnectionConfig::default(),
-        mini_broker(Rc::clone(&state)),
-    );
+    let state = Rc::new(RefCell::new(MiniBroker { partitions: 2, ..MiniBroker::default() }));
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
     let mut producer = Producer::new(conn, small_batches());
     block_on(async {
         for i in 0..10u32 {
@@ -549,53 +415,21 @@ fn consumer_reads_back_and_reports_out_of_range() {
         }
         producer.flush().await.unwrap();
     });
-    let conn = connection(
-        1 << 12,
-        ConnectionConfig::default(),
-        mini_broker(Rc::clone(&state)),
-    );
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
     let mut consumer = Consumer::new(conn, ConsumerConfig::default());
     consumer.assign(&[("t", PartitionId(0)), ("t", PartitionId(1))]);
     block_on(async {
         let records = consumer.poll().await.unwrap();
         assert_eq!(records.len(), 10);
-        let p0: Vec<&[u8]> = records
-            .iter()
-            .filter(|r| r.partition == PartitionId(0))
-            .map(|r| &r.value[..])
-            .collect();
+        let p0: Vec<&[u8]> = records.iter().filter(|r| r.partition == PartitionId(0)).map(|r| &r.value[..]).collect();
         assert_eq!(p0, [&b"v0"[..], b"v2", b"v4", b"v6", b"v8"]);
         assert_eq!(consumer.position("t", PartitionId(1)), Some(Offset(5)));
         assert!(consumer.poll().await.unwrap().is_empty());
-        consumer
-            .seek("t", PartitionId(0), SeekTo::Offset(Offset(99)))
-            .await
-            .unwrap();
+        consumer.seek("t", PartitionId(0), SeekTo::Offset(Offset(99))).await.unwrap();
         let err = consumer.poll().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ClientError::OffsetOutOfRange {
-                    high_watermark: Offset(5),
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert_eq!(
-            consumer
-                .seek("t", PartitionId(0), SeekTo::Earliest)
-                .await
-                .unwrap(),
-            Offset(0)
-        );
+        assert!(matches!(err, ClientError::OffsetOutOfRange { high_watermark: Offset(5), .. }), "{err}");
+        assert_eq!(consumer.seek("t", PartitionId(0), SeekTo::Earliest).await.unwrap(), Offset(0));
         assert_eq!(consumer.poll().await.unwrap().len(), 5);
-        assert_eq!(
-            consumer
-                .seek("t", PartitionId(0), SeekTo::Latest)
-                .await
-                .unwrap(),
-            Offset(5)
-        );
+        assert_eq!(consumer.seek("t", PartitionId(0), SeekTo::Latest).await.unwrap(), Offset(5));
     });
 }

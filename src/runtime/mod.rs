@@ -35,18 +35,13 @@ impl Sleeper for GlommioSleeper {
 /// Connects to `addr` within `timeout`, with `TCP_NODELAY` set (requests are whole frames
 /// written at once; Nagle would only add latency).
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(addr, timeout)
-        .await
-        .map_err(io::Error::from)?;
+    let stream = TcpStream::connect_timeout(addr, timeout).await.map_err(io::Error::from)?;
     stream.set_nodelay(true).map_err(io::Error::from)?;
     Ok(stream)
 }
 
 /// [`connect`], then a [`Connection`] with the glommio sleeper.
-pub async fn open_connection(
-    addr: SocketAddr,
-    config: ConnectionConfig,
-) -> io::Result<Connection<TcpStream>> {
+pub async fn open_connection(addr: SocketAddr, config: ConnectionConfig) -> io::Result<Connection<TcpStream>> {
     let stream = connect(addr, Duration::from_millis(CONNECT_TIMEOUT_MS_DEFAULT)).await?;
     Ok(Connection::new(stream, config, Rc::new(GlommioSleeper)))
 }
@@ -73,9 +68,7 @@ mod tests {
     use bytes::BytesMut;
 
     use super::*;
-    use crate::protocol::{
-        encode_response, FrameDecoder, MetadataResponse, MetadataTopic, ResponseTo,
-    };
+    use crate::protocol::{encode_response, FrameDecoder, MetadataResponse, MetadataTopic, ResponseTo};
 
     /// Guards the glommio glue over a real socket: connect, one vectored request write,
     /// framed reads, and the sleeper-driven timeout racing a response that does come.
@@ -101,9 +94,8 @@ mod tests {
                             segment_bytes: 0,
                         }],
                     };
-                    let bytes = encode_response(ResponseTo::from(&frame.header), &response, vec![])
-                        .expect("encode")
-                        .to_vec();
+                    let bytes =
+                        encode_response(ResponseTo::from(&frame.header), &response, vec![]).expect("encode").to_vec();
                     socket.write_all(&bytes).expect("write");
                     return;
                 }
@@ -113,14 +105,8 @@ mod tests {
             }
         });
         let shard_count = run_local(|| async move {
-            let mut connection = open_connection(addr, ConnectionConfig::default())
-                .await
-                .expect("connect");
-            connection
-                .metadata(&[])
-                .await
-                .expect("metadata")
-                .shard_count
+            let mut connection = open_connection(addr, ConnectionConfig::default()).await.expect("connect");
+            connection.metadata(&[]).await.expect("metadata").shard_count
         })
         .expect("executor");
         assert_eq!(shard_count, 4);

@@ -28,16 +28,12 @@ fn ringmq(bootstrap: &str, args: &[&str], stdin: &[u8]) -> Output {
     let deadline = Instant::now() + CLI_TIMEOUT;
     while Instant::now() < deadline {
         if child.try_wait().expect("polling the CLI").is_some() {
-            return child
-                .wait_with_output()
-                .expect("collecting the CLI's output");
+            return child.wait_with_output().expect("collecting the CLI's output");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = child.kill();
-    let output = child
-        .wait_with_output()
-        .expect("collecting the CLI's output");
+    let output = child.wait_with_output().expect("collecting the CLI's output");
     panic!("ringmq {args:?} did not finish within {CLI_TIMEOUT:?}: {output:?}");
 }
 
@@ -52,11 +48,7 @@ fn cli_topic_produce_consume_and_errors() {
     let broker = Broker::start(data.path(), &["--cores", "1"]);
     let addr = broker.address.to_string();
 
-    let out = ringmq(
-        &addr,
-        &["topic", "create", "orders", "--partitions", "3"],
-        b"",
-    );
+    let out = ringmq(&addr, &["topic", "create", "orders", "--partitions", "3"], b"");
     assert!(out.status.success(), "create: {}", text(&out.stderr));
     let out = ringmq(&addr, &["topic", "list"], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -67,78 +59,43 @@ fn cli_topic_produce_consume_and_errors() {
     assert!(described.contains("partitions: 3"), "{described}");
     assert_eq!(described.matches("partition ").count(), 3, "{described}");
 
-    let out = ringmq(
-        &addr,
-        &["produce", "orders", "--key-separator", ":"],
-        b"k1:one\nk2:two\nthree\nk1:four\n",
-    );
+    let out = ringmq(&addr, &["produce", "orders", "--key-separator", ":"], b"k1:one\nk2:two\nthree\nk1:four\n");
     assert!(out.status.success(), "produce: {}", text(&out.stderr));
 
-    let out = ringmq(
-        &addr,
-        &[
-            "consume",
-            "orders",
-            "--max-messages",
-            "4",
-            "--format",
-            "json",
-        ],
-        b"",
-    );
+    let out = ringmq(&addr, &["consume", "orders", "--max-messages", "4", "--format", "json"], b"");
     assert!(out.status.success(), "consume: {}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|line| serde_json::from_str(line).expect("one JSON object per line")).collect();
     assert_eq!(lines.len(), 4);
     let mut values: Vec<&str> = lines.iter().map(|l| l["value"].as_str().unwrap()).collect();
     values.sort();
     assert_eq!(values, ["four", "one", "three", "two"]);
     let k1: Vec<&serde_json::Value> = lines.iter().filter(|l| l["key"] == "k1").collect();
     assert_eq!(k1.len(), 2);
-    assert_eq!(
-        k1[0]["partition"], k1[1]["partition"],
-        "same key, same partition"
-    );
+    assert_eq!(k1[0]["partition"], k1[1]["partition"], "same key, same partition");
     assert!(lines.iter().any(|l| l["key"].is_null()));
     for line in &lines {
         assert!(line["offset"].is_u64() && line["timestamp"].is_i64());
     }
 
     // Idle timeout: everything, then exit 0 once nothing new arrives.
-    let out = ringmq(
-        &addr,
-        &["consume", "orders", "--idle-timeout-ms", "300"],
-        b"",
-    );
+    let out = ringmq(&addr, &["consume", "orders", "--idle-timeout-ms", "300"], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().count(), 4);
 
     // Unknown topic: one line, exit 1, for every client subcommand.
-    for args in [
-        &["produce", "nope"][..],
-        &["consume", "nope", "--max-messages", "1"],
-        &["topic", "describe", "nope"],
-    ] {
+    for args in [&["produce", "nope"][..], &["consume", "nope", "--max-messages", "1"], &["topic", "describe", "nope"]]
+    {
         let out = ringmq(&addr, args, b"x\n");
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let stderr = text(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.starts_with("ringmq: unknown topic 'nope'"),
-            "{stderr}"
-        );
+        assert!(stderr.starts_with("ringmq: unknown topic 'nope'"), "{stderr}");
     }
     // A bad flag: one line, exit 2.
     let out = ringmq(&addr, &["produce", "orders", "--acks", "7"], b"");
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        text(&out.stderr).lines().count(),
-        1,
-        "{}",
-        text(&out.stderr)
-    );
+    assert_eq!(text(&out.stderr).lines().count(), 1, "{}", text(&out.stderr));
     assert!(text(&out.stderr).starts_with("ringmq: "));
 
     broker.stop();
@@ -148,8 +105,5 @@ fn cli_topic_produce_consume_and_errors() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("ringmq: cannot connect to the broker"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("ringmq: cannot connect to the broker"), "{stderr}");
 }
