@@ -82,6 +82,7 @@ impl PartitionLog {
         state.active_mut().record_batch(&scanned, index_interval_bytes);
         state.active_first_append_ms.get_or_insert(TimestampMs::now().0);
         state.next = next_offset;
+        state.stats.appends += 1;
         state.cache.push(base_offset, next_offset, bytes);
         let written = state.written;
         state.cache.evict(written);
@@ -95,7 +96,7 @@ impl PartitionLog {
             let copied = self.state.borrow_mut().write_buffer.push(bytes);
             bytes = &bytes[copied..];
             if !bytes.is_empty() {
-                self.write_out(None).await?;
+                self.write_behind().await?;
             }
         }
         Ok(())
@@ -124,73 +125,6 @@ impl PartitionLog {
         }
     }
 
-    /// Resolves once everything below `offset` has survived an fdatasync.
-    pub async fn sync_to(&self, offset: Offset) -> StorageResult<()> {
-        if self.state.borrow().durable >= offset {
-            return Ok(());
-        }
-        self.write_out(Some(offset)).await?;
-        // The flush covered every append made before it started, ours included.
-        debug_assert!(self.state.borrow().durable >= offset || self.is_poisoned());
-        Ok(())
-    }
-
-    /// Writes everything appended so far to the segment file and, with `sync`, fdatasyncs it.
-    pub async fn flush(&self, sync: bool) -> StorageResult<()> {
-        let sync_until = sync.then(|| self.state.borrow().next);
-        self.write_out(sync_until).await
-    }
-
-    /// Writes the write buffer out if it holds unwritten bytes; with `sync_until`, also
-    /// fdatasyncs unless everything below that offset is durable already. One call does I/O at
-    /// a time; callers queued behind a sync that covered them return without any.
-    async fn write_out(&self, sync_until: Option<Offset>) -> StorageResult<()> {
-        let _flushing = acquire(&self.flush_lock).await?;
-        self.check_writable()?;
-        let (pending, target, file, path, sync) = {
-            let mut state = self.state.borrow_mut();
-            let sync = sync_until.is_some_and(|offset| state.durable < offset);
-            if sync_until.is_some() && !sync {
-                return Ok(());
-            }
-            let target = state.next;
-            let active = state.active();
-            let (file, path) = (active.file.clone(), active.log_path.clone());
-            let pending = if state.write_buffer.is_dirty() {
-                let fresh = file.alloc_dma_buffer(self.config.write_buffer_bytes);
-                Some(state.write_buffer.take(fresh))
-            } else {
-                None
-            };
-            (pending, target, file, path, sync)
-        };
-        let mut end_position = None;
-        if let Some(pending) = pending {
-            end_position = Some(pending.end_position);
-            if let Err(e) = file.write_at(pending.buffer, pending.file_position).await {
-                return Err(self.poison(StorageError::io("writing segment", &path, e)));
-            }
-        }
-        if sync {
-            if let Err(e) = file.fdatasync().await {
-                return Err(self.poison(StorageError::io("syncing segment", &path, e)));
-            }
-        }
-        let mut state = self.state.borrow_mut();
-        if let Some(end_position) = end_position {
-            let active = state.active_mut();
-            active.written_bytes = active.written_bytes.max(end_position);
-        }
-        state.written = state.written.max(target);
-        if sync {
-            state.durable = state.durable.max(target);
-        }
-        let written = state.written;
-        state.cache.evict(written);
-        state.check_offsets();
-        Ok(())
-    }
-
     fn should_roll(&self, batch_bytes: u64) -> bool {
         let state = self.state.borrow();
         let active = state.active();
@@ -211,6 +145,7 @@ impl PartitionLog {
     /// opens a new one at the log end. Called with the append lock held.
     async fn roll(&self) -> StorageResult<()> {
         self.flush(true).await?;
+        self.wait_for_sync_idle().await;
         let _flushing = acquire(&self.flush_lock).await?;
         let (file, size, path) = {
             let state = self.state.borrow();

@@ -18,6 +18,7 @@ mod read;
 mod retention;
 #[cfg(test)]
 mod tests;
+mod write;
 
 pub use retention::RetentionReport;
 
@@ -35,8 +36,17 @@ use super::write_buffer::WriteBuffer;
 use crate::model::Offset;
 
 pub use append::AppendInfo;
+// LogStats is defined below.
 pub use open::{RecoveryReport, Truncation};
 pub use read::ReadBatches;
+
+/// What a log did since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub appends: u64,
+    pub writes: u64,
+    pub syncs: u64,
+}
 
 pub struct PartitionLog {
     dir: PathBuf,
@@ -45,9 +55,7 @@ pub struct PartitionLog {
     /// Held while an append assigns offsets and copies its batch, while a segment rolls, and by
     /// retention and truncation: it keeps batches in offset order in the file.
     append_lock: Semaphore,
-    /// Held while a write + fdatasync is in flight; one at a time, so that two writes of the
-    /// same partial page never race. Appends waiting to be durable queue here: whoever gets it
-    /// next syncs everything appended so far (group commit).
+    /// Held to issue writes and to wait for them (see `write.rs` for the ordering rule).
     flush_lock: Semaphore,
 }
 
@@ -61,6 +69,13 @@ struct LogState {
     written: Offset,
     next: Offset,
     cache: TailCache,
+    /// Whether an fdatasync is in flight, and who waits for it to end (group commit).
+    sync_in_flight: bool,
+    sync_waiters: Vec<futures::channel::oneshot::Sender<()>>,
+    /// I/O counts since open, for tests and benches.
+    stats: LogStats,
+    /// Writes sent to the disk and not yet complete, oldest first.
+    in_flight: std::collections::VecDeque<write::InFlightWrite>,
     /// Why the log refuses appends, after a failed write or fdatasync.
     poisoned: Option<String>,
     closed: bool,
@@ -122,6 +137,10 @@ impl PartitionLog {
     /// Bytes of batches in all segments.
     pub fn size_bytes(&self) -> u64 {
         self.state.borrow().segments.values().map(|segment| segment.size_bytes).sum()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.state.borrow().stats
     }
 
     pub fn is_poisoned(&self) -> bool {

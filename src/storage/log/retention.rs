@@ -82,6 +82,7 @@ impl PartitionLog {
         let _order = acquire(&self.append_lock).await?;
         self.check_writable()?;
         self.flush(true).await?;
+        self.wait_for_sync_idle().await;
         let _flushing = acquire(&self.flush_lock).await?;
         let (log_start, next) = {
             let state = self.state.borrow();

@@ -220,3 +220,31 @@ fn bad_batches_are_refused_without_harming_the_log() {
         ));
     });
 }
+
+#[test]
+fn group_commit_shares_syncs_between_concurrent_appenders() {
+    run_local(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig::default(), 64 << 20).await;
+        let batch = make_batch(1, 200, 1000, TimestampMs(1));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let log = log.clone();
+                let batch = batch.clone();
+                glommio::spawn_local(async move {
+                    for _ in 0..16 {
+                        log.append(batch.clone(), LeaderEpoch(1)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+        let stats = log.stats();
+        eprintln!("group commit: {stats:?}");
+        assert_eq!(stats.appends, 256);
+        assert!(stats.syncs * 4 <= stats.appends, "16 appenders share syncs: {stats:?}");
+        log.close().await.unwrap();
+    });
+}

@@ -1,0 +1,205 @@
+//! The write pipeline: full write buffers go to the disk without the appender waiting
+//! (write-behind, a few writes in flight), and syncs are shared (group commit).
+//!
+//! Ordering rule: two writes may be in flight at once only if they touch different pages. A
+//! write that ends on a page boundary (a full buffer) never shares a page with the next one;
+//! a write that ends inside a page (a flush for a sync) does, because the next buffer starts
+//! with a copy of that partial page — so the next write waits for it to complete.
+//!
+//! `flush_lock` is held only to issue writes and to wait for them; one fdatasync is in flight at
+//! a time (`sync_in_flight`), and appends keep going while it is.
+
+use glommio::task::JoinHandle;
+
+use super::{acquire, PartitionLog};
+use crate::model::Offset;
+use crate::storage::error::{StorageError, StorageResult};
+use crate::storage::segment::PAGE_BYTES;
+
+/// Write-behind writes in flight per log, at most.
+pub const WRITES_IN_FLIGHT_MAX: usize = 4;
+
+/// A write sent to the disk and not yet known to be complete.
+pub(super) struct InFlightWrite {
+    task: JoinHandle<glommio::Result<usize, ()>>,
+    /// Everything below this offset is in the file once the write completes.
+    next_offset: Offset,
+    /// File position after the last data byte of the write.
+    end_position: u64,
+}
+
+impl InFlightWrite {
+    fn ends_mid_page(&self) -> bool {
+        self.end_position % PAGE_BYTES as u64 != 0
+    }
+}
+
+impl PartitionLog {
+    /// Resolves once everything below `offset` has survived an fdatasync.
+    ///
+    /// Group commit: one fdatasync is in flight at a time; callers that arrive meanwhile wait
+    /// for it, and when it ends the first of them to run syncs everything appended so far, on
+    /// behalf of all (the others find their offsets covered and return without I/O).
+    pub async fn sync_to(&self, offset: Offset) -> StorageResult<()> {
+        // Bounded: every round either returns or waits for a sync that moves `durable` on.
+        loop {
+            self.check_writable()?;
+            let waiting = {
+                let mut state = self.state.borrow_mut();
+                if state.durable >= offset {
+                    return Ok(());
+                }
+                if state.sync_in_flight {
+                    let (sender, receiver) = futures::channel::oneshot::channel();
+                    state.sync_waiters.push(sender);
+                    Some(receiver)
+                } else {
+                    state.sync_in_flight = true;
+                    None
+                }
+            };
+            match waiting {
+                Some(receiver) => {
+                    let _ = receiver.await;
+                }
+                None => {
+                    let result = self.sync_everything_appended().await;
+                    let waiters = {
+                        let mut state = self.state.borrow_mut();
+                        state.sync_in_flight = false;
+                        std::mem::take(&mut state.sync_waiters)
+                    };
+                    for waiter in waiters {
+                        let _ = waiter.send(());
+                    }
+                    result?;
+                }
+            }
+        }
+    }
+
+    /// Writes out and fdatasyncs everything appended so far; the caller is the one syncer.
+    async fn sync_everything_appended(&self) -> StorageResult<()> {
+        let (target, file, path) = {
+            let _flushing = acquire(&self.flush_lock).await?;
+            self.check_writable()?;
+            let target = self.state.borrow().next;
+            self.issue_write().await?;
+            self.complete_writes(0).await?;
+            let state = self.state.borrow();
+            (target, state.active().file.clone(), state.active().log_path.clone())
+        };
+        // The flush lock is free again: appends and their writes go on during the fdatasync,
+        // which covers at least every write completed above (in this segment: a roll syncs
+        // the old segment before it switches).
+        if let Err(e) = file.fdatasync().await {
+            return Err(self.poison(StorageError::io("syncing segment", &path, e)));
+        }
+        let mut state = self.state.borrow_mut();
+        state.stats.syncs += 1;
+        state.durable = state.durable.max(target);
+        state.check_offsets();
+        Ok(())
+    }
+
+    /// Writes everything appended so far to the segment file and waits for it; with `sync`,
+    /// also fdatasyncs it.
+    pub async fn flush(&self, sync: bool) -> StorageResult<()> {
+        if sync {
+            let next = self.state.borrow().next;
+            return self.sync_to(next).await;
+        }
+        let _flushing = acquire(&self.flush_lock).await?;
+        self.check_writable()?;
+        self.issue_write().await?;
+        self.complete_writes(0).await
+    }
+
+    /// Waits until no fdatasync is in flight (for roll and truncation, which hold the append
+    /// lock, so no new sync starts with anything to do).
+    pub(super) async fn wait_for_sync_idle(&self) {
+        // Bounded: syncs end, and with the append lock held no new data calls for another.
+        loop {
+            let receiver = {
+                let mut state = self.state.borrow_mut();
+                if !state.sync_in_flight {
+                    return;
+                }
+                let (sender, receiver) = futures::channel::oneshot::channel();
+                state.sync_waiters.push(sender);
+                receiver
+            };
+            let _ = receiver.await;
+        }
+    }
+
+    /// The write buffer is full: send it to the disk and carry on.
+    pub(super) async fn write_behind(&self) -> StorageResult<()> {
+        let _flushing = acquire(&self.flush_lock).await?;
+        self.check_writable()?;
+        self.issue_write().await
+    }
+
+    /// Sends the write buffer's pages to the disk if it holds unwritten bytes, without waiting
+    /// for the write — only for room in the pipeline and for a write sharing its first page.
+    /// Called with the flush lock held.
+    async fn issue_write(&self) -> StorageResult<()> {
+        // Bounded: each round completes one in-flight write.
+        loop {
+            let wait = {
+                let state = self.state.borrow();
+                state.in_flight.len() >= WRITES_IN_FLIGHT_MAX
+                    || state.in_flight.back().is_some_and(InFlightWrite::ends_mid_page)
+            };
+            if !wait {
+                break;
+            }
+            self.complete_oldest_write().await?;
+        }
+        let mut state = self.state.borrow_mut();
+        if !state.write_buffer.is_dirty() {
+            return Ok(());
+        }
+        let file = state.active().file.clone();
+        let fresh = file.alloc_dma_buffer(self.config.write_buffer_bytes);
+        let pending = state.write_buffer.take(fresh);
+        let next_offset = state.next;
+        let task =
+            glommio::spawn_local(async move { file.write_at(pending.buffer, pending.file_position).await }).detach();
+        state.stats.writes += 1;
+        state.in_flight.push_back(InFlightWrite { task, next_offset, end_position: pending.end_position });
+        Ok(())
+    }
+
+    /// Waits for in-flight writes, oldest first, until at most `keep` remain. Called with the
+    /// flush lock held.
+    async fn complete_writes(&self, keep: usize) -> StorageResult<()> {
+        while self.state.borrow().in_flight.len() > keep {
+            self.complete_oldest_write().await?;
+        }
+        Ok(())
+    }
+
+    async fn complete_oldest_write(&self) -> StorageResult<()> {
+        let (write, path) = {
+            let mut state = self.state.borrow_mut();
+            let Some(write) = state.in_flight.pop_front() else {
+                return Ok(());
+            };
+            (write, state.active().log_path.clone())
+        };
+        match write.task.await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(self.poison(StorageError::io("writing segment", &path, e))),
+            None => return Err(self.poison(StorageError::Closed)),
+        }
+        let mut state = self.state.borrow_mut();
+        let active = state.active_mut();
+        active.written_bytes = active.written_bytes.max(write.end_position);
+        state.written = state.written.max(write.next_offset);
+        let written = state.written;
+        state.cache.evict(written);
+        state.check_offsets();
+        Ok(())
+    }
+}
