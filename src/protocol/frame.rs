@@ -285,6 +285,28 @@ impl FrameDecoder {
         let envelope = frame.slice(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + header.body_length as usize);
         Ok(Some(Frame { header, envelope: EnvelopeBytes::new(envelope), payload }))
     }
+
+    /// As [`FrameDecoder::split_frame`], but the payload stays a uniquely owned `BytesMut`, so
+    /// that the receiver can cut it into batches and write into them (the broker stamps offsets
+    /// into produced batches in place, without copying them).
+    pub fn split_frame_owned(&self, input: &mut BytesMut) -> Result<Option<OwnedFrame>, FrameError> {
+        let header = match self.status(input)? {
+            FrameStatus::NeedMore(_) => return Ok(None),
+            FrameStatus::Ready(header) => header,
+        };
+        let mut frame = input.split_to(header.frame_bytes() as usize);
+        let payload = frame.split_off(header.payload_start() as usize);
+        let envelope = frame.freeze().slice(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + header.body_length as usize);
+        Ok(Some(OwnedFrame { header, envelope: EnvelopeBytes::new(envelope), payload }))
+    }
+}
+
+/// A frame whose payload section is owned and writable (see [`FrameDecoder::split_frame_owned`]).
+#[derive(Debug)]
+pub struct OwnedFrame {
+    pub header: FrameHeader,
+    pub envelope: EnvelopeBytes,
+    pub payload: BytesMut,
 }
 
 #[cfg(test)]
@@ -300,6 +322,27 @@ mod tests {
             correlation_id: 0xDEAD_BEEF,
             flags: FLAG_RESPONSE,
         }
+    }
+
+    /// Guards the owned split: same header, envelope and payload as the shared one.
+    #[test]
+    fn split_frame_owned_matches_split_frame() {
+        let frame = crate::protocol::encode_request(
+            9,
+            &crate::protocol::MetadataRequest { topics: vec!["t".into()] },
+            vec![Bytes::from_static(b"payload!")],
+        )
+        .unwrap()
+        .to_vec();
+        let decoder = FrameDecoder::default();
+        let shared = decoder.split_frame(&mut BytesMut::from(&frame[..])).unwrap().unwrap();
+        let mut input = BytesMut::from(&frame[..]);
+        input.extend_from_slice(b"next");
+        let owned = decoder.split_frame_owned(&mut input).unwrap().unwrap();
+        assert_eq!(owned.header, shared.header);
+        assert_eq!(owned.envelope.as_slice(), shared.envelope.as_slice());
+        assert_eq!(&owned.payload[..], &shared.payload[..]);
+        assert_eq!(&input[..], b"next");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub use codec::{
 };
 pub use error_code::ErrorCode;
 pub use frame::{
-    aligned_copy, EnvelopeBytes, Frame, FrameDecoder, FrameError, FrameHeader, FrameLimits, FrameStatus,
+    aligned_copy, EnvelopeBytes, Frame, FrameDecoder, FrameError, FrameHeader, FrameLimits, FrameStatus, OwnedFrame,
     FRAME_HEADER_BYTES, MAX_FRAME_BYTES_DEFAULT,
 };
 

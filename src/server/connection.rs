@@ -87,7 +87,7 @@ async fn read_requests(
                         None => return CloseReason::Other("the broker is shutting down".into()),
                     }
                 }
-                let frame = match decoder.split_frame(&mut buffer) {
+                let frame = match decoder.split_frame_owned(&mut buffer) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => continue,
                     Err(error) => return refuse(queue, &buffer, error.to_string(), error.error_code()).await,

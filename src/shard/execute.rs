@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::future::{join_all, select, Either};
 use futures::FutureExt;
 
@@ -99,15 +99,14 @@ fn with_partition<T>(
 }
 
 /// Appends one partition's batches in order; the result is the first batch's base offset.
-async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes>) -> PartitionResult<u64> {
+async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<BytesMut>) -> PartitionResult<u64> {
     let Some(handle) = shard.partition(&tp) else {
         return with_partition(shard, tp, |_| Ok(0));
     };
     let mut first_base = None;
     let mut failure = None;
     for batch in batches {
-        // The log stamps offsets into its own copy; the received frame stays shared.
-        match handle.log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await {
+        match handle.log.append(batch, LEADER_EPOCH).await {
             Ok(info) => {
                 first_base.get_or_insert(info.base_offset.0);
             }

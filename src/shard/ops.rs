@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::protocol::ErrorCode;
 use crate::server::topics::TopicTable;
@@ -18,10 +18,11 @@ pub struct TopicPartition {
 
 #[derive(Debug)]
 pub enum ShardOp {
-    /// Append validated batches (each entry: one partition's batches, back to back).
+    /// Append validated batches, in order, per partition. Each batch is a uniquely owned slice
+    /// of the request's payload: the owner stamps offsets into it in place, without a copy.
     Produce {
         acks: i16,
-        partitions: Vec<(TopicPartition, Vec<Bytes>)>,
+        partitions: Vec<(TopicPartition, Vec<BytesMut>)>,
     },
     /// Read from each partition; with `max_wait_ms > 0`, wait until `min_bytes` are there or
     /// the time is up or the fetch is cancelled.

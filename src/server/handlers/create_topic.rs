@@ -1,7 +1,7 @@
 use std::rc::Rc;
 
 use crate::protocol::{
-    decode_envelope, encode_response, CreateTopicRequest, CreateTopicResponse, EncodedFrame, ErrorCode, Frame,
+    decode_envelope, encode_response, CreateTopicRequest, CreateTopicResponse, EncodedFrame, ErrorCode, OwnedFrame,
     ProtocolError, ResponseTo,
 };
 use crate::server::routing::{run_on, METADATA_SHARD};
@@ -9,7 +9,7 @@ use crate::server::topics::TopicConfig;
 use crate::shard::ops::{ShardOp, ShardReply};
 use crate::shard::state::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
+pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &OwnedFrame) -> Result<EncodedFrame, ProtocolError> {
     let request = decode_envelope::<CreateTopicRequest>(frame.envelope.as_slice())?;
     let respond = |code: ErrorCode, message: String| {
         encode_response(to, &CreateTopicResponse { error_code: code.as_u16(), error_message: message }, Vec::new())

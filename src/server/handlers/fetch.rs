@@ -10,7 +10,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::protocol::{
     decode_envelope, encode_response, EncodedFrame, ErrorCode, FetchPartitionResponse, FetchRequest, FetchResponse,
-    FetchTopicResponse, Frame, PayloadBuilder, ProtocolError, ResponseTo,
+    FetchTopicResponse, OwnedFrame, PayloadBuilder, ProtocolError, ResponseTo,
 };
 use crate::server::routing::{group_by_owner, run_on};
 use crate::shard::ops::{FetchPartitionOp, FetchedBatches, PartitionResult, ShardOp, ShardReply, TopicPartition};
@@ -20,7 +20,7 @@ use crate::shard::state::Shard;
 /// Upper bound on one fetch's wait, whatever the client asks.
 pub const FETCH_MAX_WAIT_MS_MAX: u32 = 30_000;
 
-pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
+pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &OwnedFrame) -> Result<EncodedFrame, ProtocolError> {
     let request = decode_envelope::<FetchRequest>(frame.envelope.as_slice())?;
     let max_wait_ms = request.max_wait_ms.to_native().min(FETCH_MAX_WAIT_MS_MAX);
     let min_bytes = request.min_bytes.to_native();

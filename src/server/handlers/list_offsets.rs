@@ -8,14 +8,14 @@ use futures::future::join_all;
 
 use crate::protocol::apis::list_offsets::ArchivedOffsetSpec;
 use crate::protocol::{
-    decode_envelope, encode_response, EncodedFrame, ErrorCode, Frame, ListOffsetsPartitionResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ListOffsetsTopicResponse, ProtocolError, ResponseTo, OFFSET_UNKNOWN,
+    decode_envelope, encode_response, EncodedFrame, ErrorCode, ListOffsetsPartitionResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ListOffsetsTopicResponse, OwnedFrame, ProtocolError, ResponseTo, OFFSET_UNKNOWN,
 };
 use crate::server::routing::{group_by_owner, run_on};
 use crate::shard::ops::{OffsetQuery, ShardOp, ShardReply, TopicPartition};
 use crate::shard::state::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
+pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &OwnedFrame) -> Result<EncodedFrame, ProtocolError> {
     let request = decode_envelope::<ListOffsetsRequest>(frame.envelope.as_slice())?;
     let mut order = Vec::new();
     let mut work = Vec::new();

@@ -7,14 +7,14 @@ use std::rc::Rc;
 use futures::future::join_all;
 
 use crate::protocol::{
-    decode_envelope, encode_response, EncodedFrame, ErrorCode, Frame, MetadataPartition, MetadataRequest,
-    MetadataResponse, MetadataTopic, ProtocolError, ResponseTo,
+    decode_envelope, encode_response, EncodedFrame, ErrorCode, MetadataPartition, MetadataRequest, MetadataResponse,
+    MetadataTopic, OwnedFrame, ProtocolError, ResponseTo,
 };
 use crate::server::routing::{group_by_owner, run_on};
 use crate::shard::ops::{ShardOp, ShardReply, TopicPartition};
 use crate::shard::state::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
+pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &OwnedFrame) -> Result<EncodedFrame, ProtocolError> {
     let request = decode_envelope::<MetadataRequest>(frame.envelope.as_slice())?;
     let table = shard.topics();
     let names: Vec<String> = if request.topics.is_empty() {

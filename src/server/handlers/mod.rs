@@ -12,20 +12,20 @@ pub mod produce;
 use std::rc::Rc;
 
 use crate::protocol::{
-    check_request_header, encode_error_response, ApiKey, EncodedFrame, Frame, ProtocolError, ResponseTo,
+    check_request_header, encode_error_response, ApiKey, EncodedFrame, OwnedFrame, ProtocolError, ResponseTo,
 };
 use crate::shard::state::Shard;
 
 /// Runs the request in `frame` and returns the response frame; a request that cannot be
 /// served gets an `ErrorResponse` with a stable code.
-pub async fn dispatch(shard: &Rc<Shard>, frame: Frame) -> Result<EncodedFrame, ProtocolError> {
+pub async fn dispatch(shard: &Rc<Shard>, frame: OwnedFrame) -> Result<EncodedFrame, ProtocolError> {
     let to = ResponseTo::from(&frame.header);
     let result = match check_request_header(&frame.header) {
         Ok(ApiKey::ApiVersions) => api_versions::handle(to, &frame),
         Ok(ApiKey::Metadata) => metadata::handle(shard, to, &frame).await,
         Ok(ApiKey::CreateTopic) => create_topic::handle(shard, to, &frame).await,
         Ok(ApiKey::DeleteTopic) => delete_topic::handle(shard, to, &frame).await,
-        Ok(ApiKey::Produce) => produce::handle(shard, to, &frame).await,
+        Ok(ApiKey::Produce) => produce::handle(shard, to, frame).await,
         Ok(ApiKey::Fetch) => fetch::handle(shard, to, &frame).await,
         Ok(ApiKey::ListOffsets) => list_offsets::handle(shard, to, &frame).await,
         Err(error) => Err(error),

@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures::future::join_all;
 
 use crate::protocol::{
-    decode_envelope, encode_response, payload_slice, EncodedFrame, ErrorCode, Frame, ProducePartitionResponse,
-    ProduceRequest, ProduceResponse, ProduceTopicResponse, ProtocolError, ResponseTo, OFFSET_UNKNOWN,
+    decode_envelope, encode_response, EncodedFrame, ErrorCode, OwnedFrame, ProducePartitionResponse, ProduceRequest,
+    ProduceResponse, ProduceTopicResponse, ProtocolError, ResponseTo, OFFSET_UNKNOWN,
 };
 use crate::server::routing::{group_by_owner, run_on};
 use crate::shard::ops::{PartitionResult, ShardOp, ShardReply, TopicPartition};
@@ -19,41 +19,40 @@ use crate::storage::batch::{peek_batch_length, validate};
 
 type Outcome = Result<u64, (ErrorCode, String)>;
 
-pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<EncodedFrame, ProtocolError> {
-    let request = decode_envelope::<ProduceRequest>(frame.envelope.as_slice())?;
+pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: OwnedFrame) -> Result<EncodedFrame, ProtocolError> {
+    let OwnedFrame { envelope, payload, .. } = frame;
+    let request = decode_envelope::<ProduceRequest>(envelope.as_slice())?;
     if let Err(code) = request.validate_acks() {
         return crate::protocol::encode_error_response(to, code, "acks must be 0, 1 or -1 (all)");
     }
     let acks = request.acks.to_native();
     let topics = shard.topics();
-    // Per partition, in request order: an early error, or the batches to append.
     let mut order: Vec<TopicPartition> = Vec::new();
-    let mut outcomes: HashMap<TopicPartition, Outcome> = HashMap::new();
-    let mut work = Vec::new();
+    let mut ranges = Vec::new();
     for topic in request.topics.iter() {
         for partition in topic.partitions.iter() {
             let tp = TopicPartition { topic: topic.name.to_string(), partition: partition.partition.to_native() };
             order.push(tp.clone());
-            let known = topics.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
-            let batches = if known {
-                payload_slice(
-                    &frame.payload,
-                    partition.payload_offset.to_native(),
-                    partition.payload_length.to_native(),
-                )
-                .map_err(|e| (e.error_code(), e.to_string()))
-                .and_then(split_and_validate)
-            } else {
-                Err((
-                    ErrorCode::UnknownTopicOrPartition,
-                    format!("unknown topic or partition {}/{}", tp.topic, tp.partition),
-                ))
-            };
-            match batches {
-                Ok(batches) => work.push((shard.owner_of(&tp), (tp, batches))),
-                Err(error) => {
-                    outcomes.insert(tp, Err(error));
-                }
+            ranges.push((tp, partition.payload_offset.to_native(), partition.payload_length.to_native()));
+        }
+    }
+    // Per partition, in request order: an early error, or the batches to append.
+    let mut outcomes: HashMap<TopicPartition, Outcome> = HashMap::new();
+    let mut work = Vec::new();
+    for (tp, slice) in split_payload(payload, ranges) {
+        let known = topics.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
+        let batches = if known {
+            slice.and_then(split_and_validate)
+        } else {
+            Err((
+                ErrorCode::UnknownTopicOrPartition,
+                format!("unknown topic or partition {}/{}", tp.topic, tp.partition),
+            ))
+        };
+        match batches {
+            Ok(batches) => work.push((shard.owner_of(&tp), (tp, batches))),
+            Err(error) => {
+                outcomes.insert(tp, Err(error));
             }
         }
     }
@@ -87,8 +86,38 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &Frame) -> Result<
     encode_response(to, &response(&order, &outcomes), Vec::new())
 }
 
+type Slice = Result<BytesMut, (ErrorCode, String)>;
+
+/// Cuts the payload into each partition's range without copying: the ranges are taken in
+/// payload order, and a range that overlaps another or leaves the payload is refused.
+fn split_payload(mut payload: BytesMut, ranges: Vec<(TopicPartition, u32, u32)>) -> Vec<(TopicPartition, Slice)> {
+    let payload_length = payload.len() as u64;
+    let mut by_offset: Vec<_> = ranges.into_iter().enumerate().collect();
+    by_offset.sort_by_key(|(_, (_, offset, _))| *offset);
+    let mut consumed: u64 = 0;
+    let mut out: Vec<(usize, TopicPartition, Slice)> = Vec::with_capacity(by_offset.len());
+    for (index, (tp, offset, length)) in by_offset {
+        let (offset, length) = (u64::from(offset), u64::from(length));
+        let slice = if offset < consumed {
+            Err((ErrorCode::InvalidRequest, format!("payload range at {offset} overlaps another partition's")))
+        } else if offset + length > payload_length {
+            Err((
+                ErrorCode::InvalidRequest,
+                format!("payload range {offset}+{length} is outside the {payload_length}-byte payload"),
+            ))
+        } else {
+            let _gap = payload.split_to((offset - consumed) as usize);
+            consumed = offset + length;
+            Ok(payload.split_to(length as usize))
+        };
+        out.push((index, tp, slice));
+    }
+    out.sort_by_key(|(index, _, _)| *index);
+    out.into_iter().map(|(_, tp, slice)| (tp, slice)).collect()
+}
+
 /// Splits a partition's payload into batches and validates each one completely.
-fn split_and_validate(mut payload: Bytes) -> Result<Vec<Bytes>, (ErrorCode, String)> {
+fn split_and_validate(mut payload: BytesMut) -> Result<Vec<BytesMut>, (ErrorCode, String)> {
     let mut batches = Vec::new();
     while !payload.is_empty() {
         let length = peek_batch_length(&payload).map(|l| l as usize).unwrap_or(0);
@@ -149,4 +178,29 @@ fn response(order: &[TopicPartition], outcomes: &HashMap<TopicPartition, Outcome
         }
     }
     ProduceResponse { topics }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(partition: u32) -> TopicPartition {
+        TopicPartition { topic: "t".into(), partition }
+    }
+
+    /// Guards the zero-copy split of a produce payload: ranges in any order, gaps skipped,
+    /// overlapping or out-of-bounds ranges refused without affecting the others.
+    #[test]
+    fn payload_ranges_are_cut_in_place_and_bad_ones_refused() {
+        let payload = BytesMut::from(&b"aaaabbbbccccdddd"[..]);
+        let ranges = vec![(tp(0), 8, 4), (tp(1), 0, 4), (tp(2), 2, 4), (tp(3), 12, 8), (tp(4), 12, 4)];
+        let out = split_payload(payload, ranges);
+        let texts: Vec<_> =
+            out.iter().map(|(tp, slice)| (tp.partition, slice.as_ref().ok().map(|b| b.to_vec()))).collect();
+        assert_eq!(texts[0], (0, Some(b"cccc".to_vec())));
+        assert_eq!(texts[1], (1, Some(b"aaaa".to_vec())));
+        assert_eq!(texts[2], (2, None), "overlaps partition 1's range");
+        assert_eq!(texts[3].1, None, "runs past the payload");
+        assert_eq!(texts[4], (4, Some(b"dddd".to_vec())));
+    }
 }
