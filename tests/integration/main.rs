@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod broker_basic;
+mod broker_order;
 mod broker_support;
 mod cli;
 mod storage_corruption;
