@@ -15,7 +15,21 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &OwnedFrame) -> Re
         encode_response(to, &CreateTopicResponse { error_code: code.as_u16(), error_message: message }, Vec::new())
     };
     if let Err(code) = request.validate() {
-        return respond(code, format!("invalid topic request: {code}"));
+        let reason = match code {
+            ErrorCode::InvalidTopicName => {
+                "a topic name is 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', and not '.' or '..'"
+                    .to_string()
+            }
+            ErrorCode::InvalidPartitions => {
+                format!("partitions must be 1 to {}", crate::protocol::apis::create_topic::PARTITIONS_MAX)
+            }
+            _ => format!(
+                "retention must be -1 (no limit) or more, and segment bytes 0 (broker default) or {} to {}",
+                crate::protocol::apis::create_topic::SEGMENT_BYTES_MIN,
+                crate::protocol::apis::create_topic::SEGMENT_BYTES_MAX
+            ),
+        };
+        return respond(code, reason);
     }
     let settings = &shard.settings;
     let or_default = |value: i64, default: i64| if value == 0 { default } else { value };
