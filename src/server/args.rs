@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// it stops reading from them.
     #[arg(long, default_value_t = 256 << 20)]
     pub shard_memory_bytes: usize,
+    /// Microseconds an idle shard spins before it parks its thread. A parked shard takes tens of
+    /// microseconds to wake for a request from another core; spinning trades CPU for that
+    /// latency (0: park at once, best when the broker shares its cores).
+    #[arg(long, default_value_t = 0)]
+    pub spin_before_park_us: u64,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, default_value = "info", env = "RINGMQ_LOG")]
     pub log_level: String,

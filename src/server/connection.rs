@@ -197,11 +197,33 @@ async fn write_responses(
     let _ = writer.close().await;
 }
 
-/// Writes the frame head, then each payload part as it is (batches are not copied).
+/// Parts smaller than this are copied into one buffer with their neighbours, so that a response
+/// of many small batches costs one write, not one per batch; larger ones are written as they
+/// are, never copied.
+const COALESCE_PART_BYTES_MAX: usize = 16 << 10;
+const COALESCE_BUFFER_BYTES: usize = 64 << 10;
+
+/// Writes the frame head and its payload parts, coalescing small ones.
 async fn write_frame(writer: &mut WriteHalf<TcpStream>, frame: &EncodedFrame) -> std::io::Result<()> {
-    writer.write_all(frame.head()).await?;
+    let mut pending: Vec<u8> = Vec::with_capacity(COALESCE_BUFFER_BYTES.min(frame.len()));
+    pending.extend_from_slice(frame.head());
     for part in frame.payload() {
-        writer.write_all(part).await?;
+        if part.len() <= COALESCE_PART_BYTES_MAX && pending.len() + part.len() <= COALESCE_BUFFER_BYTES {
+            pending.extend_from_slice(part);
+            continue;
+        }
+        if !pending.is_empty() {
+            writer.write_all(&pending).await?;
+            pending.clear();
+        }
+        if part.len() <= COALESCE_PART_BYTES_MAX {
+            pending.extend_from_slice(part);
+        } else {
+            writer.write_all(part).await?;
+        }
+    }
+    if !pending.is_empty() {
+        writer.write_all(&pending).await?;
     }
     writer.flush().await
 }

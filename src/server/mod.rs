@@ -99,8 +99,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             drained: drained.clone(),
             started: started.clone(),
         };
-        let executor = LocalExecutorBuilder::new(placement)
-            .name(&format!("ringmq-shard-{index}"))
+        let mut builder = LocalExecutorBuilder::new(placement).name(&format!("ringmq-shard-{index}"));
+        if args.spin_before_park_us > 0 {
+            builder = builder.spin_before_park(std::time::Duration::from_micros(args.spin_before_park_us));
+        }
+        let executor = builder
             .spawn(move || run_shard(fd, shared))
             .map_err(|e| format!("cannot start executor {index}: {e} (is io_uring allowed? see tuning/README.md)"))?;
         executors.push(executor);
