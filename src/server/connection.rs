@@ -32,10 +32,29 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Smallest read from the socket.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
-/// A response waiting its turn to be written, with the resources its request held.
+/// A response waiting its turn to be written, with the resources its request held until the
+/// response is written (or the connection dropped).
 struct Pending {
     response: glommio::task::JoinHandle<Option<EncodedFrame>>,
     _memory: Option<StaticPermit>,
+    _in_flight: InFlight,
+}
+
+/// Counts a request in its shard's `requests_in_flight` for as long as it lives: shutdown waits
+/// for the count to reach zero, so every answered request is also written out.
+struct InFlight(Rc<Shard>);
+
+impl InFlight {
+    fn new(shard: &Rc<Shard>) -> Self {
+        shard.requests_in_flight.set(shard.requests_in_flight.get() + 1);
+        InFlight(shard.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.requests_in_flight.set(self.0.requests_in_flight.get().saturating_sub(1));
+    }
 }
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, memory: Rc<Semaphore>) {
@@ -90,14 +109,12 @@ async fn read_requests(
                 let frame = match decoder.split_frame_owned(&mut buffer) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => continue,
-                    Err(error) => return refuse(queue, &buffer, error.to_string(), error.error_code()).await,
+                    Err(error) => return refuse(shard, queue, &buffer, error.to_string(), error.error_code()).await,
                 };
+                let in_flight = InFlight::new(shard);
                 let shard = shard.clone();
-                shard.requests_in_flight.set(shard.requests_in_flight.get() + 1);
                 let response = glommio::spawn_local(async move {
-                    let response = dispatch(&shard, frame).await;
-                    shard.requests_in_flight.set(shard.requests_in_flight.get() - 1);
-                    match response {
+                    match dispatch(&shard, frame).await {
                         Ok(frame) => Some(frame),
                         Err(error) => {
                             tracing::warn!(%error, "cannot encode a response");
@@ -106,7 +123,7 @@ async fn read_requests(
                     }
                 })
                 .detach();
-                let pending = Pending { response, _memory: frame_memory.take() };
+                let pending = Pending { response, _memory: frame_memory.take(), _in_flight: in_flight };
                 if queue.send(pending).await.is_err() {
                     return CloseReason::Other("the response writer stopped".into());
                 }
@@ -148,7 +165,7 @@ async fn read_requests(
                     }
                 }
             }
-            Err(error) => return refuse(queue, &buffer, error.to_string(), error.error_code()).await,
+            Err(error) => return refuse(shard, queue, &buffer, error.to_string(), error.error_code()).await,
         }
         let _ = peer;
     }
@@ -166,6 +183,7 @@ async fn reserve_frame(shard: &Shard, buffer: &[u8], memory: &Rc<Semaphore>) -> 
 /// Answers a frame whose header cannot be trusted with an error response, then closes: the
 /// frame boundary is lost, so nothing after it can be read.
 async fn refuse(
+    shard: &Rc<Shard>,
     queue: &local_channel::LocalSender<Pending>,
     buffer: &[u8],
     reason: String,
@@ -176,7 +194,7 @@ async fn refuse(
     let to = ResponseTo { correlation_id: FrameHeader::peek_correlation_id(&header_bytes), api_key: 0, api_version: 0 };
     let message = reason.clone();
     let response = glommio::spawn_local(async move { encode_error_response(to, code, &message).ok() }).detach();
-    let _ = queue.send(Pending { response, _memory: None }).await;
+    let _ = queue.send(Pending { response, _memory: None, _in_flight: InFlight::new(shard) }).await;
     CloseReason::Violation(reason)
 }
 

@@ -90,6 +90,10 @@ async fn run(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
     accept_until_shutdown(&shard, &listener, &memory, &shared.shutdown).await;
     drop(listener);
     shard.shutting_down.set(true);
+    // Long polls answer now with what they have, instead of holding the drain up.
+    for (_, cancel) in shard.fetch_cancels.borrow_mut().drain() {
+        let _ = cancel.send(());
+    }
     drain(&shard).await;
     shared.drained.fetch_add(1, Ordering::SeqCst);
     wait_for(|| shared.drained.load(Ordering::SeqCst) >= shard.settings.shard_count, DRAIN_TIMEOUT).await;
