@@ -277,7 +277,7 @@ mod tests {
         assert!(text.contains("2 producers, 1 consumers"), "{text}");
         assert!(text.contains("produce throughput     500 msgs/s, 0.5 MB/s (1000 messages"), "{text}");
         assert!(text.contains("consume throughput     250 msgs/s"), "{text}");
-        assert!(text.contains("produce-ack latency    p50 500.0 µs | p90 900.0 µs | p99 990.0 µs"), "{text}");
+        assert!(text.contains("produce-ack latency    p50 500.2 µs | p90 900.1 µs | p99 990.2 µs"), "{text}");
         assert!(text.contains("max 1.00 ms"), "{text}");
         assert!(text.contains("end-to-end latency     p50 1.00 ms"), "{text}");
         assert!(text.contains("errors                 throttled_busy × 3"), "{text}");
