@@ -39,6 +39,10 @@ pub struct ProducerSettings {
     pub warmup_ns: u64,
 }
 
+/// `--batch-bytes` that makes batches of exactly ten 1 KiB records (checked by a test).
+#[cfg(test)]
+pub const SMALL_BATCH_BYTES_FOR_10_KIB: usize = 11_000;
+
 /// A small, fast PRNG (xorshift64*): keys need spread, not quality, and no dependency.
 #[derive(Clone, Debug)]
 pub struct KeyGen {
@@ -281,5 +285,32 @@ mod tests {
             counts[ringmq::client::partition_for_key(&key, 8).0 as usize] += 1;
         }
         assert!(counts.iter().all(|&c| (800..1_200).contains(&c)), "{counts:?}");
+    }
+}
+
+#[cfg(test)]
+mod batch_size_tests {
+    use std::time::Instant;
+
+    use ringmq::client::{Accumulator, AccumulatorConfig};
+    use ringmq::model::{PartitionId, TimestampMs};
+    use ringmq::storage::batch::BatchBuilderConfig;
+
+    /// Records of `value_bytes` per batch for a `--batch-bytes` target, as the client's
+    /// accumulator closes them. Used to pick the flag for "10 × 1 KiB per batch" (PERF.md).
+    fn records_per_batch(batch_bytes: usize, value_bytes: usize) -> usize {
+        let config = AccumulatorConfig { batch_bytes, linger: std::time::Duration::from_secs(1) };
+        let mut accumulator: Accumulator<()> = Accumulator::new(config, BatchBuilderConfig::default());
+        let now = Instant::now();
+        let value = vec![0u8; value_bytes];
+        for _ in 0..100 {
+            accumulator.append("t", PartitionId(0), now, TimestampMs(1), None, &value, &[], ());
+        }
+        accumulator.drain_ready(now, false).first().map_or(0, |batch| batch.tokens.len())
+    }
+
+    #[test]
+    fn batch_bytes_for_ten_one_kib_records() {
+        assert_eq!(records_per_batch(super::SMALL_BATCH_BYTES_FOR_10_KIB, 1024), 10);
     }
 }
