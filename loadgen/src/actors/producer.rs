@@ -200,11 +200,7 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
                     } else {
                         until_due.min(settings.ack_poll)
                     };
-                    if wait.is_zero() {
-                        futures_lite::future::yield_now().await;
-                    } else {
-                        glommio::timer::sleep(wait).await;
-                    }
+                    glommio::timer::sleep(wait.max(Duration::from_micros(1))).await;
                     continue;
                 }
             },
