@@ -105,8 +105,12 @@ pub fn parse_bytes(value: &str) -> Result<usize, String> {
     lower.parse().map_err(|_| bad())
 }
 
+/// A CPU list. A newtype, because clap takes a bare `Vec` field for a repeated flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
 /// A CPU list: `0,1` or `0-3` or a mix.
-pub fn parse_cpus(value: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpus(value: &str) -> Result<CpuList, String> {
     let bad = || format!("'{value}' is not a CPU list like 0,1 or 0-3");
     let mut cpus = Vec::new();
     for part in value.split(',').filter(|p| !p.is_empty()) {
@@ -125,7 +129,7 @@ pub fn parse_cpus(value: &str) -> Result<Vec<usize>, String> {
     if cpus.is_empty() {
         return Err(bad());
     }
-    Ok(cpus)
+    Ok(CpuList(cpus))
 }
 
 /// Where consumers start.
@@ -197,7 +201,7 @@ pub struct Args {
     pub from: Option<ConsumeFrom>,
     /// Pin actor i to CPU cpus[i mod len] (e.g. 0,1 or 0-3) [default: not pinned].
     #[arg(long, value_parser = parse_cpus)]
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
     /// How often an idle open-loop producer reads the acks that arrived, in µs: the
     /// resolution of its produce-ack latency (the client has no "wait for the next ack" call).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
@@ -327,8 +331,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("-1s").is_err());
-        assert_eq!(parse_cpus("0,1"), Ok(vec![0, 1]));
-        assert_eq!(parse_cpus("0-2,5"), Ok(vec![0, 1, 2, 5]));
+        assert_eq!(parse_cpus("0,1"), Ok(CpuList(vec![0, 1])));
+        assert_eq!(parse_cpus("0-2,5"), Ok(CpuList(vec![0, 1, 2, 5])));
         assert!(parse_cpus("2-1").is_err());
     }
 
@@ -350,6 +354,7 @@ mod tests {
                 .unwrap();
         assert!(args.validate().is_ok());
         assert_eq!(args.broker_flags(), ["--fsync=never", "--cores=1", "--log-level=warn"]);
+        assert_eq!(parse(&["--cpus", "0-1"]).unwrap().cpus, Some(CpuList(vec![0, 1])));
         let args = parse(&["--messages", "5"]).unwrap();
         assert_eq!(args.measured_duration(), None);
     }

@@ -55,7 +55,7 @@ impl Parameters {
             warmup_s: args.warmup.as_secs_f64(),
             producers: args.producers,
             consumers: args.consumers,
-            cpus: args.cpus.clone(),
+            cpus: args.cpus.as_ref().map(|cpus| cpus.0.clone()),
             ack_poll_us: args.ack_poll_us,
         }
     }

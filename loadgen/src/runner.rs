@@ -137,7 +137,7 @@ fn ensure_topic(addr: SocketAddr, topic: &str, partitions: u32) -> Result<bool, 
 }
 
 fn cpu_of(args: &Args, actor: usize) -> Option<usize> {
-    args.cpus.as_ref().and_then(|cpus| cpus.get(actor % cpus.len().max(1)).copied())
+    args.cpus.as_ref().and_then(|cpus| cpus.0.get(actor % cpus.0.len().max(1)).copied())
 }
 
 /// Starts the actors, prints the progress line each second, joins them, builds the report.
