@@ -1,0 +1,291 @@
+//! The actors: producers and consumers, each on its own thread with its own glommio
+//! `LocalExecutor` and its own broker connection, sharing only a [`Run`] (atomics, one mutex
+//! taken about once a second per actor).
+//!
+//! Life of a run: every actor connects and gets ready (a consumer takes its positions before
+//! any producer sends, so that it sees every message), reports ready, and waits for the
+//! go; main stamps the start and lets them all go at once. Producers stop at the deadline or
+//! when the message budget is spent, then flush; consumers stop once they have received
+//! everything the producers got acknowledged (end-to-end), or at the deadline (alone).
+//!
+//! Time: every timestamp is nanoseconds from one `Instant` taken by main (CLOCK_MONOTONIC),
+//! the same on every thread. A producer writes the message's intended send time into the
+//! first [`TIMESTAMP_BYTES`] bytes of the value; a consumer subtracts it from its receive time.
+
+pub mod consumer;
+pub mod producer;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+use ringmq::client::ClientError;
+
+use crate::stats::SharedStats;
+
+/// Bytes at the start of each value that carry its intended send time (u64 LE, ns).
+pub const TIMESTAMP_BYTES: usize = 8;
+/// io_uring buffer memory per actor executor: actors do no file I/O, and a small pool keeps
+/// many actors within a default `RLIMIT_MEMLOCK`.
+const ACTOR_IO_MEMORY_BYTES: usize = 1 << 20;
+/// How often a waiting actor checks for the go (or a failure).
+const START_POLL: Duration = Duration::from_millis(1);
+
+/// The run's clock: nanoseconds since one shared `Instant`.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    base: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock { base: Instant::now() }
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// Writes the send time into the first bytes of a value.
+pub fn stamp_value(value: &mut [u8], sent_ns: u64) {
+    if let Some(head) = value.get_mut(..TIMESTAMP_BYTES) {
+        head.copy_from_slice(&sent_ns.to_le_bytes());
+    }
+}
+
+/// The send time carried by a value, if it is long enough.
+pub fn value_sent_ns(value: &[u8]) -> Option<u64> {
+    let head: [u8; TIMESTAMP_BYTES] = value.get(..TIMESTAMP_BYTES)?.try_into().ok()?;
+    Some(u64::from_le_bytes(head))
+}
+
+/// State shared by main and every actor thread for one run.
+#[derive(Debug)]
+pub struct Run {
+    pub clock: Clock,
+    pub stats: SharedStats,
+    /// Actors connected and positioned.
+    pub ready: AtomicUsize,
+    /// Set by main once everyone is ready: the start time (ns) + 1, 0 before.
+    start_plus_one_ns: AtomicU64,
+    /// Producers stop sending.
+    pub stop_producers: AtomicBool,
+    /// Everyone stops at once (a failure, or the consumers' deadline).
+    pub abort: AtomicBool,
+    /// Messages producers may still claim (`u64::MAX`: no budget).
+    budget: AtomicU64,
+    /// Producers that finished (flushed).
+    pub producers_done: AtomicUsize,
+    /// Messages acknowledged without error, whole run: what consumers must receive.
+    pub acked_ok_total: AtomicU64,
+    /// When the last producer finished flushing / the last consumer stopped (ns).
+    pub producers_end_ns: AtomicU64,
+    pub consumers_end_ns: AtomicU64,
+    /// The first fatal failure ("broker connection lost after …").
+    fatal: Mutex<Option<String>>,
+}
+
+impl Run {
+    pub fn new(clock: Clock, messages: Option<u64>) -> Run {
+        Run {
+            clock,
+            stats: SharedStats::default(),
+            ready: AtomicUsize::new(0),
+            start_plus_one_ns: AtomicU64::new(0),
+            stop_producers: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            budget: AtomicU64::new(messages.unwrap_or(u64::MAX)),
+            producers_done: AtomicUsize::new(0),
+            acked_ok_total: AtomicU64::new(0),
+            producers_end_ns: AtomicU64::new(0),
+            consumers_end_ns: AtomicU64::new(0),
+            fatal: Mutex::new(None),
+        }
+    }
+
+    /// Lets every actor go; the run's time 0 of the results.
+    pub fn go(&self) -> u64 {
+        let start = self.clock.now_ns();
+        self.start_plus_one_ns.store(start + 1, Ordering::SeqCst);
+        start
+    }
+
+    pub fn start_ns(&self) -> Option<u64> {
+        match self.start_plus_one_ns.load(Ordering::SeqCst) {
+            0 => None,
+            plus_one => Some(plus_one - 1),
+        }
+    }
+
+    /// Seconds since the start (0 before it).
+    pub fn elapsed_s(&self) -> f64 {
+        let start = self.start_ns().unwrap_or_else(|| self.clock.now_ns());
+        self.clock.now_ns().saturating_sub(start) as f64 / 1e9
+    }
+
+    /// Waits (on the actor's executor) until main says go; `None` if the run was aborted first.
+    pub async fn wait_for_go(&self) -> Option<u64> {
+        loop {
+            if self.abort.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(start) = self.start_ns() {
+                return Some(start);
+            }
+            glommio::timer::sleep(START_POLL).await;
+        }
+    }
+
+    /// Claims one message of the `--messages` budget; false when it is spent.
+    pub fn claim_message(&self) -> bool {
+        self.budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1)).is_ok()
+    }
+
+    /// Records a fatal failure (the first one wins) and stops everyone.
+    pub fn fail(&self, message: String) {
+        if let Ok(mut fatal) = self.fatal.lock() {
+            fatal.get_or_insert(message);
+        }
+        self.stats.failed.store(true, Ordering::SeqCst);
+        self.stop_producers.store(true, Ordering::SeqCst);
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.lock().ok().and_then(|fatal| fatal.clone())
+    }
+
+    /// "broker connection lost after Xs: …" for a connection-level error.
+    pub fn connection_lost(&self, error: &ClientError) {
+        self.fail(format!("broker connection lost after {:.1}s: {error}", self.elapsed_s()));
+    }
+}
+
+/// Whether an error means the connection is gone (as opposed to one refused message).
+pub fn is_connection_lost(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Io(_)
+            | ClientError::ConnectionClosed { .. }
+            | ClientError::Poisoned(_)
+            | ClientError::TimedOut { .. }
+            | ClientError::Protocol(_)
+            | ClientError::CorrelationMismatch { .. }
+            | ClientError::UnexpectedResponse(_)
+    )
+}
+
+/// The name an error is counted under in the report: the broker's code name, or the kind of
+/// client-side failure.
+pub fn error_name(error: &ClientError) -> String {
+    if let Some(code) = error.error_code() {
+        return code.as_str().to_owned();
+    }
+    match error {
+        ClientError::Io(_) => "io",
+        ClientError::ConnectionClosed { .. } => "connection_closed",
+        ClientError::Protocol(_) => "protocol",
+        ClientError::CorrelationMismatch { .. } | ClientError::UnexpectedResponse(_) => "correlation",
+        ClientError::Poisoned(_) => "poisoned",
+        ClientError::TimedOut { .. } => "timed_out",
+        ClientError::CorruptBatch { .. } => "corrupt_batch",
+        ClientError::Build(_) => "build",
+        _ => "client",
+    }
+    .to_owned()
+}
+
+/// Starts `body` on a new thread with its own executor, pinned to `cpu` if given.
+/// The thread yields `None` only if the executor could not be created (reported as `Err` here).
+pub fn spawn_actor<T, F, Fut>(
+    name: String,
+    cpu: Option<usize>,
+    body: F,
+) -> Result<std::thread::JoinHandle<Option<T>>, String>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let placement = match cpu {
+        Some(cpu) => Placement::Fixed(cpu),
+        None => Placement::Unbound,
+    };
+    let builder = LocalExecutorBuilder::new(placement).name(&name).io_memory(ACTOR_IO_MEMORY_BYTES);
+    // glommio's own thread handle only joins; wrap the executor in a std thread we own so
+    // that a failure to create the executor (no io_uring) comes back as a message.
+    let (sender, receiver) = std::sync::mpsc::channel::<Result<(), String>>();
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let executor = match builder.make() {
+                Ok(executor) => {
+                    let _ = sender.send(Ok(()));
+                    executor
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(format!("cannot start the executor of {name}: {error}")));
+                    return None;
+                }
+            };
+            Some(executor.run(body()))
+        })
+        .map_err(|error| format!("cannot start a thread: {error}"))?;
+    match receiver.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(message)) => Err(message),
+        Err(_) => Err("an actor thread died while starting".to_owned()),
+    }
+}
+
+/// What every actor is told.
+#[derive(Clone, Debug)]
+pub struct ActorEnv {
+    pub run: Arc<Run>,
+    pub addr: std::net::SocketAddr,
+    pub topic: String,
+    pub index: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_carry_their_send_time() {
+        let mut value = vec![0xAAu8; 100];
+        stamp_value(&mut value, 123_456_789);
+        assert_eq!(value_sent_ns(&value), Some(123_456_789));
+        assert_eq!(value[8], 0xAA, "only the first 8 bytes are written");
+        assert_eq!(value_sent_ns(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn message_budget_is_claimed_exactly() {
+        let run = Run::new(Clock::new(), Some(3));
+        assert!((0..3).all(|_| run.claim_message()));
+        assert!(!run.claim_message());
+        let unbounded = Run::new(Clock::new(), None);
+        assert!((0..1_000).all(|_| unbounded.claim_message()));
+    }
+
+    #[test]
+    fn first_failure_wins_and_stops_everyone() {
+        let run = Run::new(Clock::new(), None);
+        run.fail("first".into());
+        run.fail("second".into());
+        assert_eq!(run.fatal().as_deref(), Some("first"));
+        assert!(run.abort.load(Ordering::SeqCst));
+        let closed = ClientError::ConnectionClosed { in_flight: 2 };
+        assert!(is_connection_lost(&closed));
+        assert_eq!(error_name(&closed), "connection_closed");
+    }
+}

@@ -1,0 +1,305 @@
+//! The final report: a text summary on stdout and the full JSON (`--json`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::args::{Args, KeyMode};
+use crate::host::Host;
+use crate::stats::{distribution, summarize, LatencySummary, PercentilePoint, Stats};
+
+/// The flags of the run, as the JSON records them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Parameters {
+    pub bootstrap: String,
+    pub embedded: bool,
+    pub broker_flags: Vec<String>,
+    pub topic: String,
+    pub partitions: u32,
+    pub message_bytes: usize,
+    pub key_mode: String,
+    pub batch_bytes: usize,
+    pub linger_ms: u64,
+    pub acks: String,
+    pub in_flight: usize,
+    pub rate_msgs_per_s: Option<f64>,
+    pub duration_s: Option<f64>,
+    pub messages: Option<u64>,
+    pub warmup_s: f64,
+    pub producers: usize,
+    pub consumers: usize,
+    pub cpus: Option<Vec<usize>>,
+    pub ack_poll_us: u64,
+}
+
+impl Parameters {
+    pub fn from_args(args: &Args, bootstrap: &str) -> Parameters {
+        Parameters {
+            bootstrap: bootstrap.to_owned(),
+            embedded: args.embedded,
+            broker_flags: if args.embedded { args.broker_flags() } else { Vec::new() },
+            topic: args.topic.clone(),
+            partitions: args.partitions,
+            message_bytes: args.message_bytes,
+            key_mode: match args.key_mode {
+                KeyMode::None => "none".to_owned(),
+                KeyMode::Random => "random".to_owned(),
+                KeyMode::Distinct(count) => format!("distinct:{count}"),
+            },
+            batch_bytes: args.batch_bytes,
+            linger_ms: args.linger_ms,
+            acks: args.acks.as_str().to_owned(),
+            in_flight: args.in_flight,
+            rate_msgs_per_s: args.rate,
+            duration_s: args.measured_duration().map(|d| d.as_secs_f64()),
+            messages: args.messages,
+            warmup_s: args.warmup.as_secs_f64(),
+            producers: args.producers,
+            consumers: args.consumers,
+            cpus: args.cpus.as_ref().map(|cpus| cpus.0.clone()),
+            ack_poll_us: args.ack_poll_us,
+        }
+    }
+}
+
+/// Messages and bytes over a measured window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Throughput {
+    pub messages: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub msgs_per_s: f64,
+    /// Decimal: 10^6 bytes of message values per second.
+    pub mb_per_s: f64,
+}
+
+impl Throughput {
+    pub fn new(messages: u64, bytes: u64, seconds: f64) -> Throughput {
+        let per_s = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+        Throughput { messages, bytes, seconds, msgs_per_s: per_s(messages), mb_per_s: per_s(bytes) / 1e6 }
+    }
+}
+
+/// One second of the run, for the throughput-over-time plot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct TimelinePoint {
+    pub t_s: f64,
+    pub produced_msgs_per_s: f64,
+    pub produced_mb_per_s: f64,
+    pub consumed_msgs_per_s: f64,
+    pub consumed_mb_per_s: f64,
+    /// Produce-ack p99 so far (measured part only), µs.
+    pub produce_p99_us: Option<f64>,
+}
+
+/// The embedded broker's memory, to get idle memory per partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BrokerMemory {
+    pub rss_kib_before_topic: u64,
+    /// After the topic exists and the broker sat idle for a moment.
+    pub rss_kib_after_topic: u64,
+    pub partitions_created: u32,
+    pub rss_kib_per_partition: f64,
+    pub rss_kib_after_run: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Results {
+    pub produce: Option<Throughput>,
+    pub consume: Option<Throughput>,
+    pub produce_ack_latency: Option<LatencySummary>,
+    pub end_to_end_latency: Option<LatencySummary>,
+    pub errors: BTreeMap<String, u64>,
+    pub broker_memory: Option<BrokerMemory>,
+    /// "broker connection lost after …", when the run failed.
+    pub failure: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Distributions {
+    pub produce_ack: Vec<PercentilePoint>,
+    pub end_to_end: Vec<PercentilePoint>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub parameters: Parameters,
+    pub host: Host,
+    pub results: Results,
+    pub timeline: Vec<TimelinePoint>,
+    pub distributions: Distributions,
+}
+
+/// Windows (seconds) of the measured part, per side.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Windows {
+    pub produce_s: f64,
+    pub consume_s: f64,
+}
+
+/// Results from the merged stats.
+pub fn results(stats: &Stats, windows: Windows, producers: usize, consumers: usize) -> (Results, Distributions) {
+    let produce =
+        (producers > 0).then(|| Throughput::new(stats.produced_messages, stats.produced_bytes, windows.produce_s));
+    let consume =
+        (consumers > 0).then(|| Throughput::new(stats.consumed_messages, stats.consumed_bytes, windows.consume_s));
+    let results = Results {
+        produce,
+        consume,
+        produce_ack_latency: (producers > 0).then(|| summarize(&stats.produce_ack)),
+        end_to_end_latency: (producers > 0 && consumers > 0).then(|| summarize(&stats.end_to_end)),
+        errors: stats.errors.clone(),
+        broker_memory: None,
+        failure: None,
+    };
+    let distributions =
+        Distributions { produce_ack: distribution(&stats.produce_ack), end_to_end: distribution(&stats.end_to_end) };
+    (results, distributions)
+}
+
+fn latency_line(out: &mut String, name: &str, latency: &LatencySummary) {
+    let _ = writeln!(
+        out,
+        "{name:<22} p50 {} | p90 {} | p99 {} | p99.9 {} | p99.99 {} | max {}  ({} samples)",
+        fmt_us(latency.p50_us),
+        fmt_us(latency.p90_us),
+        fmt_us(latency.p99_us),
+        fmt_us(latency.p99_9_us),
+        fmt_us(latency.p99_99_us),
+        fmt_us(latency.max_us),
+        latency.count
+    );
+}
+
+/// A latency with a unit that keeps 3 significant digits: `87.3 µs`, `1.25 ms`, `2.00 s`.
+pub fn fmt_us(us: f64) -> String {
+    if us < 1_000.0 {
+        format!("{us:.1} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1_000.0)
+    } else {
+        format!("{:.2} s", us / 1_000_000.0)
+    }
+}
+
+fn throughput_line(out: &mut String, name: &str, throughput: &Throughput) {
+    let _ = writeln!(
+        out,
+        "{name:<22} {:.0} msgs/s, {:.1} MB/s ({} messages, {:.1} MB in {:.2} s)",
+        throughput.msgs_per_s,
+        throughput.mb_per_s,
+        throughput.messages,
+        throughput.bytes as f64 / 1e6,
+        throughput.seconds
+    );
+}
+
+/// The text report for stdout.
+pub fn format_text(report: &Report) -> String {
+    let mut out = String::new();
+    let p = &report.parameters;
+    let mode = match p.rate_msgs_per_s {
+        Some(rate) => format!("open loop at {rate:.0} msgs/s"),
+        None => "closed loop".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "ringmq-loadgen: {} producers, {} consumers, topic '{}' ({} partitions), {} B messages, batch {} B, linger {} ms, acks {}, {mode}",
+        p.producers, p.consumers, p.topic, p.partitions, p.message_bytes, p.batch_bytes, p.linger_ms, p.acks
+    );
+    let r = &report.results;
+    if let Some(produce) = &r.produce {
+        throughput_line(&mut out, "produce throughput", produce);
+    }
+    if let Some(consume) = &r.consume {
+        throughput_line(&mut out, "consume throughput", consume);
+    }
+    if let Some(latency) = &r.produce_ack_latency {
+        latency_line(&mut out, "produce-ack latency", latency);
+    }
+    if let Some(latency) = &r.end_to_end_latency {
+        latency_line(&mut out, "end-to-end latency", latency);
+    }
+    if r.errors.is_empty() {
+        let _ = writeln!(out, "{:<22} none", "errors");
+    } else {
+        let list: Vec<String> = r.errors.iter().map(|(code, count)| format!("{code} × {count}")).collect();
+        let _ = writeln!(out, "{:<22} {}", "errors", list.join(", "));
+    }
+    if let Some(memory) = &r.broker_memory {
+        let _ = writeln!(
+            out,
+            "{:<22} {} KiB before the topic, {} KiB idle with it: {:.1} KiB per partition ({} partitions)",
+            "broker RSS",
+            memory.rss_kib_before_topic,
+            memory.rss_kib_after_topic,
+            memory.rss_kib_per_partition,
+            memory.partitions_created
+        );
+    }
+    if let Some(failure) = &r.failure {
+        let _ = writeln!(out, "{:<22} {failure}", "FAILED");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn report() -> Report {
+        let args = Args::try_parse_from(["ringmq-loadgen", "--producers", "2", "--consumers", "1"]).unwrap();
+        let mut stats = Stats::default();
+        for i in 1..=1_000u64 {
+            stats.record_ack(i * 1_000, 1_024);
+            stats.record_receive(Some(i * 2_000), 1_024);
+        }
+        stats.record_error("throttled_busy", 3);
+        let (results, distributions) = results(&stats, Windows { produce_s: 2.0, consume_s: 4.0 }, 2, 1);
+        Report {
+            tool: "ringmq-loadgen",
+            version: "0",
+            parameters: Parameters::from_args(&args, "127.0.0.1:9292"),
+            host: Host::default(),
+            results,
+            timeline: vec![TimelinePoint { t_s: 1.0, produced_msgs_per_s: 500.0, ..TimelinePoint::default() }],
+            distributions,
+        }
+    }
+
+    /// Guards the text report: throughput per side over its own window, every percentile
+    /// with a unit, errors by code.
+    #[test]
+    fn text_report_has_throughput_percentiles_and_errors() {
+        let text = format_text(&report());
+        assert!(text.contains("2 producers, 1 consumers"), "{text}");
+        assert!(text.contains("produce throughput     500 msgs/s, 0.5 MB/s (1000 messages"), "{text}");
+        assert!(text.contains("consume throughput     250 msgs/s"), "{text}");
+        assert!(text.contains("produce-ack latency    p50 500.2 µs | p90 900.1 µs | p99 990.2 µs"), "{text}");
+        assert!(text.contains("max 1.00 ms"), "{text}");
+        assert!(text.contains("end-to-end latency     p50 1.00 ms"), "{text}");
+        assert!(text.contains("errors                 throttled_busy × 3"), "{text}");
+    }
+
+    /// Guards the JSON shape the integration test and PERF.md scripts read.
+    #[test]
+    fn json_report_has_parameters_results_and_distributions() {
+        let json = serde_json::to_value(report()).unwrap();
+        assert_eq!(json["parameters"]["producers"], 2);
+        assert_eq!(json["results"]["produce"]["messages"], 1_000);
+        assert_eq!(json["results"]["errors"]["throttled_busy"], 3);
+        assert!(json["results"]["produce_ack_latency"]["p99_9_us"].as_f64().unwrap() > 0.0);
+        assert!(json["distributions"]["end_to_end"].as_array().unwrap().len() > 10);
+        assert_eq!(json["timeline"][0]["produced_msgs_per_s"], 500.0);
+    }
+
+    #[test]
+    fn latency_units() {
+        assert_eq!(fmt_us(87.34), "87.3 µs");
+        assert_eq!(fmt_us(1_250.0), "1.25 ms");
+        assert_eq!(fmt_us(2_000_000.0), "2.00 s");
+        assert_eq!(Throughput::new(10, 10, 0.0).msgs_per_s, 0.0);
+    }
+}

@@ -1,0 +1,291 @@
+//! One run, start to end: broker (embedded or not), topic, actors, progress line, report.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringmq::client::{ClientError, ConnectionConfig, TopicConfig};
+use ringmq::protocol::ErrorCode;
+use ringmq::runtime::{open_connection, run_local};
+
+use crate::actors::consumer::{self, ConsumerSettings};
+use crate::actors::producer::{self, ProducerSettings};
+use crate::actors::{spawn_actor, ActorEnv, Clock, Run};
+use crate::args::Args;
+use crate::embedded::{broker_binary, Broker};
+use crate::report::{self, BrokerMemory, Parameters, Report, TimelinePoint, Windows};
+use crate::stats::summarize;
+
+/// How long actors may take to connect and take their positions.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a newly created topic may take to show all its partitions in Metadata.
+const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle time before the broker's memory is read after creating the topic.
+const RSS_SETTLE: Duration = Duration::from_millis(1_000);
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The report, and the failure if the run failed (the report then holds what was measured).
+pub struct Outcome {
+    pub report: Report,
+    pub failure: Option<String>,
+}
+
+pub fn run(args: &Args) -> Result<Outcome, String> {
+    let broker = if args.embedded {
+        let binary = broker_binary(args.broker_bin.as_deref())?;
+        let target = std::env::current_dir().map_err(|error| format!("no current dir: {error}"))?.join("target");
+        let broker = Broker::start(&binary, &args.broker_flags(), &target)?;
+        eprintln!(
+            "ringmq-loadgen: embedded broker {} ready on {} (data in {})",
+            binary.display(),
+            broker.addr,
+            broker.data_dir.display()
+        );
+        Some(broker)
+    } else {
+        None
+    };
+    let addr = match &broker {
+        Some(broker) => broker.addr,
+        None => resolve(&args.bootstrap)?,
+    };
+    let rss_before = broker.as_ref().and_then(Broker::rss_kib);
+    let created = ensure_topic(addr, &args.topic, args.partitions)?;
+    let broker_memory = match (&broker, rss_before) {
+        (Some(broker), Some(before)) => {
+            std::thread::sleep(RSS_SETTLE);
+            broker.rss_kib().map(|after| BrokerMemory {
+                rss_kib_before_topic: before,
+                rss_kib_after_topic: after,
+                partitions_created: if created { args.partitions } else { 0 },
+                rss_kib_per_partition: if created {
+                    after.saturating_sub(before) as f64 / f64::from(args.partitions)
+                } else {
+                    0.0
+                },
+                rss_kib_after_run: None,
+            })
+        }
+        _ => None,
+    };
+    let (mut report, failure) = run_actors(args, addr)?;
+    report.results.broker_memory = broker_memory.map(|mut memory| {
+        memory.rss_kib_after_run = broker.as_ref().and_then(Broker::rss_kib);
+        memory
+    });
+    report.host = crate::host::probe(broker.as_ref().map(|b| b.data_dir.as_path()));
+    if let Some(broker) = broker {
+        if let Err(error) = broker.stop() {
+            eprintln!("ringmq-loadgen: {error}");
+        }
+    }
+    report.results.failure = failure.clone();
+    Ok(Outcome { report, failure })
+}
+
+fn resolve(bootstrap: &str) -> Result<SocketAddr, String> {
+    bootstrap
+        .to_socket_addrs()
+        .map_err(|error| format!("bad broker address '{bootstrap}': {error}"))?
+        .next()
+        .ok_or_else(|| format!("broker address '{bootstrap}' resolves to nothing"))
+}
+
+/// Creates the topic if it is missing and waits until Metadata shows its partitions.
+/// Returns whether this run created it.
+fn ensure_topic(addr: SocketAddr, topic: &str, partitions: u32) -> Result<bool, String> {
+    let outcome = run_local(|| async move {
+        let mut connection = open_connection(addr, ConnectionConfig::default())
+            .await
+            .map_err(|error| format!("cannot connect to the broker at {addr}: {error}"))?;
+        let mut created = false;
+        match connection.topic_metadata(topic).await {
+            Ok(metadata) => {
+                if metadata.partitions.len() != partitions as usize {
+                    eprintln!(
+                        "ringmq-loadgen: topic '{topic}' exists with {} partitions; using them (not {partitions})",
+                        metadata.partitions.len()
+                    );
+                }
+                return Ok(false);
+            }
+            Err(ClientError::Topic { code: ErrorCode::UnknownTopicOrPartition, .. }) => {
+                let config = TopicConfig { partitions, retention_ms: 0, retention_bytes: 0, segment_bytes: 0 };
+                match connection.create_topic(topic, &config).await {
+                    Ok(()) => created = true,
+                    Err(ClientError::Topic { code: ErrorCode::TopicAlreadyExists, .. }) => {}
+                    Err(error) => return Err(format!("cannot create topic '{topic}': {error}")),
+                }
+            }
+            Err(error) => return Err(format!("cannot describe topic '{topic}': {error}")),
+        }
+        let deadline = std::time::Instant::now() + TOPIC_READY_TIMEOUT;
+        loop {
+            if let Ok(metadata) = connection.topic_metadata(topic).await {
+                if !metadata.partitions.is_empty() {
+                    return Ok(created);
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("topic '{topic}' has no partitions {TOPIC_READY_TIMEOUT:?} after creation"));
+            }
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    outcome.map_err(|error| format!("cannot start the I/O runtime: {error}"))?
+}
+
+fn cpu_of(args: &Args, actor: usize) -> Option<usize> {
+    args.cpus.as_ref().and_then(|cpus| cpus.0.get(actor % cpus.0.len().max(1)).copied())
+}
+
+/// Starts the actors, prints the progress line each second, joins them, builds the report.
+fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>), String> {
+    let run = Arc::new(Run::new(Clock::new(), args.messages));
+    let warmup_ns = u64::try_from(args.warmup.as_nanos()).unwrap_or(u64::MAX);
+    let stop_after_ns =
+        args.measured_duration().map(|d| warmup_ns.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+    let env = |index: usize| ActorEnv { run: Arc::clone(&run), addr, topic: args.topic.clone(), index };
+    let mut handles = Vec::new();
+    for index in 0..args.consumers {
+        let settings = ConsumerSettings {
+            consumers: args.consumers,
+            from: args.consume_from(),
+            producers: args.producers,
+            stop_after_ns,
+            messages: args.messages,
+            warmup_ns,
+        };
+        let env = env(index);
+        let cpu = cpu_of(args, args.producers + index);
+        match spawn_actor(format!("consumer-{index}"), cpu, move || consumer::run(env, settings)) {
+            Ok(handle) => handles.push(handle),
+            Err(error) => {
+                run.fail(error.clone());
+                return Err(error);
+            }
+        }
+    }
+    let rate_per_s = args.rate.map(|rate| crate::rate::per_producer_rate(rate, args.producers));
+    for index in 0..args.producers {
+        let settings = ProducerSettings {
+            message_bytes: args.message_bytes,
+            key_mode: args.key_mode,
+            batch_bytes: args.batch_bytes,
+            linger: Duration::from_millis(args.linger_ms),
+            acks: args.acks,
+            in_flight: args.in_flight,
+            rate_per_s,
+            ack_poll: Duration::from_micros(args.ack_poll_us),
+            stop_after_ns,
+            warmup_ns,
+        };
+        let env = env(index);
+        let cpu = cpu_of(args, index);
+        match spawn_actor(format!("producer-{index}"), cpu, move || producer::run(env, settings)) {
+            Ok(handle) => handles.push(handle),
+            Err(error) => {
+                run.fail(error.clone());
+                return Err(error);
+            }
+        }
+    }
+    let actors = args.producers + args.consumers;
+    let ready_deadline = std::time::Instant::now() + READY_TIMEOUT;
+    while run.ready.load(Ordering::SeqCst) < actors && run.fatal().is_none() {
+        if std::time::Instant::now() >= ready_deadline {
+            run.fail(format!("the actors were not connected within {READY_TIMEOUT:?}"));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let start_ns = run.go();
+    let timeline = progress(args, &run, start_ns, &handles);
+    for handle in handles {
+        if handle.join().is_err() {
+            run.fail("an actor thread panicked".to_owned());
+        }
+    }
+    let stats = run.stats.snapshot();
+    let measure_from = start_ns.saturating_add(warmup_ns);
+    let window = |end_ns: u64| end_ns.saturating_sub(measure_from) as f64 / 1e9;
+    let windows = Windows {
+        produce_s: window(run.producers_end_ns.load(Ordering::SeqCst)),
+        consume_s: window(run.consumers_end_ns.load(Ordering::SeqCst)),
+    };
+    let (results, distributions) = report::results(&stats, windows, args.producers, args.consumers);
+    let report = Report {
+        tool: "ringmq-loadgen",
+        version: env!("CARGO_PKG_VERSION"),
+        parameters: Parameters::from_args(args, &addr.to_string()),
+        host: crate::host::Host::default(),
+        results,
+        timeline,
+        distributions,
+    };
+    Ok((report, run.fatal()))
+}
+
+/// Each second until every actor is done: one line on stderr and one timeline point.
+fn progress<T>(args: &Args, run: &Run, start_ns: u64, handles: &[std::thread::JoinHandle<T>]) -> Vec<TimelinePoint> {
+    let mut timeline = Vec::new();
+    let mut last = (start_ns, 0u64, 0u64, 0u64, 0u64);
+    let mut next_tick = start_ns + PROGRESS_INTERVAL.as_nanos() as u64;
+    loop {
+        let done = handles.iter().all(std::thread::JoinHandle::is_finished);
+        let now = run.clock.now_ns();
+        if now < next_tick && !done {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        next_tick += PROGRESS_INTERVAL.as_nanos() as u64;
+        let stats = &run.stats;
+        let acked = stats.acked_total.load(Ordering::Relaxed);
+        let acked_bytes = stats.acked_bytes_total.load(Ordering::Relaxed);
+        let consumed = stats.consumed_total.load(Ordering::Relaxed);
+        let consumed_bytes = stats.consumed_bytes_total.load(Ordering::Relaxed);
+        let seconds = now.saturating_sub(last.0) as f64 / 1e9;
+        if seconds > 0.05 {
+            let per_s = |delta: u64| delta as f64 / seconds;
+            let merged = stats.snapshot();
+            let p99 = (!merged.produce_ack.is_empty()).then(|| summarize(&merged.produce_ack).p99_us);
+            let e2e_p99 = (!merged.end_to_end.is_empty()).then(|| summarize(&merged.end_to_end).p99_us);
+            let point = TimelinePoint {
+                t_s: now.saturating_sub(start_ns) as f64 / 1e9,
+                produced_msgs_per_s: per_s(acked - last.1),
+                produced_mb_per_s: per_s(acked_bytes - last.2) / 1e6,
+                consumed_msgs_per_s: per_s(consumed - last.3),
+                consumed_mb_per_s: per_s(consumed_bytes - last.4) / 1e6,
+                produce_p99_us: p99,
+            };
+            if !args.quiet {
+                let mut line = format!("[{:6.1}s]", point.t_s);
+                if args.producers > 0 {
+                    line.push_str(&format!(
+                        " produce {:>9.0} msgs/s {:>8.1} MB/s",
+                        point.produced_msgs_per_s, point.produced_mb_per_s
+                    ));
+                    if let Some(p99) = p99 {
+                        line.push_str(&format!(" ack p99 {}", report::fmt_us(p99)));
+                    }
+                }
+                if args.consumers > 0 {
+                    line.push_str(&format!(
+                        " | consume {:>9.0} msgs/s {:>8.1} MB/s",
+                        point.consumed_msgs_per_s, point.consumed_mb_per_s
+                    ));
+                    if let Some(p99) = e2e_p99 {
+                        line.push_str(&format!(" e2e p99 {}", report::fmt_us(p99)));
+                    }
+                }
+                eprintln!("{line}");
+            }
+            timeline.push(point);
+            last = (now, acked, acked_bytes, consumed, consumed_bytes);
+        }
+        if done {
+            return timeline;
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! End-to-end test of the load generator: `ringmq-loadgen --embedded` starts the real broker
+//! binary, produces and consumes 2,000 small messages, and writes the JSON report. Guards the
+//! whole path a first benchmark takes (child broker, ready line, topic creation, actors,
+//! report), and that a bad flag is one line and exit 2.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Bound on the run: the loadgen's own limits are far below it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn loadgen() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ringmq-loadgen"))
+}
+
+/// The `ringmq` broker binary lives next to the loadgen in the workspace's target dir; cargo
+/// builds it for the workspace's tests, but build it if this test runs alone.
+fn broker() -> PathBuf {
+    let path = loadgen().with_file_name("ringmq");
+    if !path.is_file() {
+        let release = loadgen().parent().is_some_and(|dir| dir.ends_with("release"));
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--bin", "ringmq", "-p", "ringmq"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo build runs");
+        assert!(status.success(), "cannot build the ringmq binary");
+    }
+    path
+}
+
+#[test]
+fn embedded_run_writes_a_json_report_with_throughput_and_no_errors() {
+    let broker = broker();
+    let work = std::env::temp_dir().join(format!("ringmq-loadgen-test-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("work dir");
+    let json = work.join("out.json");
+    let mut child = Command::new(loadgen())
+        .args(["--embedded", "--messages", "2000", "--message-bytes", "100", "--consumers", "1", "--quiet"])
+        .args(["--broker-arg=--fsync=never", "--broker-arg=--cores=1", "--json"])
+        .arg(&json)
+        .arg("--broker-bin")
+        .arg(&broker)
+        // The broker's data dir goes under ./target of the current dir.
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .spawn()
+        .expect("start the loadgen");
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the loadgen did not finish within {RUN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "loadgen exited with {status}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("valid JSON");
+    let _ = std::fs::remove_dir_all(&work);
+    let results = &report["results"];
+    assert_eq!(results["produce"]["messages"], 2000, "{results}");
+    assert!(results["produce"]["msgs_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{results}");
+    assert_eq!(results["consume"]["messages"], 2000, "{results}");
+    assert!(results["errors"].as_object().is_some_and(|errors| errors.is_empty()), "{results}");
+    assert!(results["failure"].is_null(), "{results}");
+    assert!(results["produce_ack_latency"]["p99_us"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(report["distributions"]["produce_ack"].as_array().is_some_and(|d| !d.is_empty()));
+    assert_eq!(report["parameters"]["message_bytes"], 100);
+    assert!(report["host"]["cores"].as_u64().unwrap_or(0) >= 1);
+}
+
+#[test]
+fn bad_flags_are_one_line_and_exit_2() {
+    for args in [&["--acks", "2"][..], &["--key-mode", "hash"], &["--producers", "0"], &["--fsync", "never"]] {
+        let output = Command::new(loadgen()).args(args).output().expect("run the loadgen");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("ringmq-loadgen: "), "{stderr}");
+    }
+}
