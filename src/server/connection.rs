@@ -92,6 +92,7 @@ async fn read_requests(
     let decoder = FrameDecoder::new(FrameLimits { max_frame_bytes: shard.settings.max_frame_bytes });
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut frame_memory: Option<StaticPermit> = None;
+    let mut scratch = vec![0u8; READ_CHUNK_BYTES].into_boxed_slice();
     // Bounded by the connection's life: each round reads bytes or handles one frame.
     loop {
         if shard.shutting_down.get() {
@@ -138,8 +139,15 @@ async fn read_requests(
                 }
                 let timeout = if buffer.is_empty() { IDLE_TIMEOUT } else { FRAME_BODY_TIMEOUT };
                 let start = buffer.len();
-                buffer.resize(start + needed.max(READ_CHUNK_BYTES), 0);
-                let read = with_timeout(timeout, reader.read(&mut buffer[start..])).await;
+                // Small reads go through a scratch buffer zeroed once; large frames are read in
+                // place (zeroing them costs about as much as the data, once).
+                let in_scratch = needed <= READ_CHUNK_BYTES;
+                let read = if in_scratch {
+                    with_timeout(timeout, reader.read(&mut scratch[..])).await
+                } else {
+                    buffer.resize(start + needed, 0);
+                    with_timeout(timeout, reader.read(&mut buffer[start..])).await
+                };
                 match read {
                     None if start == 0 => return CloseReason::Other("idle timeout".into()),
                     None => {
@@ -158,6 +166,7 @@ async fn read_requests(
                             ))
                         };
                     }
+                    Some(Ok(read)) if in_scratch => buffer.extend_from_slice(&scratch[..read]),
                     Some(Ok(read)) => buffer.truncate(start + read),
                     Some(Err(error)) => {
                         buffer.truncate(start);

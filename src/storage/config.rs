@@ -58,8 +58,11 @@ pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
 /// Size of the aligned buffer that batches are copied into before an O_DIRECT write.
 pub const WRITE_BUFFER_BYTES_DEFAULT: usize = 1 << 20;
-/// Segment files grow by fallocate in steps of this size, so that an `fdatasync` after an
-/// append seldom has a file size to update.
+/// Segment files grow by fallocate, so that an `fdatasync` after an append seldom has a file
+/// size to update: first by this much, then doubling up to `preallocate_bytes` a step. Starting
+/// small keeps thousands of quiet partitions from reserving gigabytes of disk.
+pub const PREALLOCATE_BYTES_MIN: u64 = 1 << 20;
+/// The largest pre-allocation step.
 pub const PREALLOCATE_BYTES_DEFAULT: u64 = 32 << 20;
 
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
@@ -100,6 +103,18 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// The file length to fallocate so that `needed` bytes fit in a file `allocated` bytes long:
+    /// the step doubles with the file (from [`PREALLOCATE_BYTES_MIN`] to `preallocate_bytes`),
+    /// and the file is never reserved past the segment size, unless one batch needs it.
+    pub fn preallocation_target(&self, allocated: u64, needed: u64) -> u64 {
+        let page = super::segment::PAGE_BYTES as u64;
+        let largest_step = self.preallocate_bytes.max(page);
+        let step = allocated.clamp(PREALLOCATE_BYTES_MIN.min(largest_step), largest_step);
+        let target = needed.div_ceil(step) * step;
+        let segment_end = self.segment_bytes.div_ceil(page) * page;
+        target.min(segment_end).max(needed)
+    }
+
     /// Checks the relations between the settings; a bad config is refused before any file is
     /// touched.
     pub fn validate(&self) -> Result<(), String> {
@@ -141,6 +156,17 @@ mod tests {
         for text in ["", "Always", "interval:", "interval:0", "interval:-1", "interval:x", "sometimes"] {
             assert!(text.parse::<Durability>().is_err(), "{text:?} was accepted");
         }
+    }
+
+    #[test]
+    fn preallocation_starts_small_doubles_and_stops_at_the_segment_size() {
+        let config = LogConfig { segment_bytes: 100 << 20, ..LogConfig::default() };
+        assert_eq!(config.preallocation_target(0, 1), 1 << 20);
+        assert_eq!(config.preallocation_target(1 << 20, (1 << 20) + 1), 2 << 20);
+        assert_eq!(config.preallocation_target(8 << 20, (8 << 20) + 1), 16 << 20);
+        assert_eq!(config.preallocation_target(64 << 20, (64 << 20) + 1), 96 << 20, "steps stop at 32 MiB");
+        assert_eq!(config.preallocation_target(96 << 20, (96 << 20) + 1), 100 << 20, "never past the segment");
+        assert_eq!(config.preallocation_target(96 << 20, 200 << 20), 200 << 20, "a batch that needs more gets it");
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates an empty segment file named by `base_offset` and pre-allocates it.
+    /// Creates an empty segment file named by `base_offset` and pre-allocates `preallocate_bytes`.
     pub async fn create(dir: &Path, base_offset: Offset, preallocate_bytes: u64) -> StorageResult<Segment> {
         let log_path = dir.join(segment_file_name(base_offset, "log"));
         let file = OpenOptions::new()
@@ -81,7 +81,7 @@ impl Segment {
             .await
             .map_err(|e| StorageError::io("creating segment", &log_path, e))?;
         let mut segment = Segment::with_file(base_offset, file, log_path, 0);
-        segment.ensure_allocated(preallocate_bytes, preallocate_bytes).await?;
+        segment.ensure_allocated(preallocate_bytes).await?;
         Ok(segment)
     }
 
@@ -144,20 +144,17 @@ impl Segment {
         }
     }
 
-    /// Grows the file's allocation so that it covers `needed_bytes`, in steps of `step_bytes`.
-    /// fallocate without KEEP_SIZE: the file size moves now, so a later fdatasync has no size
-    /// to update.
-    pub async fn ensure_allocated(&mut self, needed_bytes: u64, step_bytes: u64) -> StorageResult<()> {
-        if needed_bytes <= self.allocated_bytes {
+    /// Grows the file to `target_bytes` by fallocate (without KEEP_SIZE: the file size moves
+    /// now, so a later fdatasync has no size to update). Nothing to do if it is that long.
+    pub async fn ensure_allocated(&mut self, target_bytes: u64) -> StorageResult<()> {
+        if target_bytes <= self.allocated_bytes {
             return Ok(());
         }
-        let step_bytes = step_bytes.max(PAGE_BYTES as u64);
-        let target = needed_bytes.div_ceil(step_bytes) * step_bytes;
         self.file
-            .pre_allocate(target, false)
+            .pre_allocate(target_bytes, false)
             .await
             .map_err(|e| StorageError::io("pre-allocating segment", &self.log_path, e))?;
-        self.allocated_bytes = target;
+        self.allocated_bytes = target_bytes;
         Ok(())
     }
 

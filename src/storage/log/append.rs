@@ -103,16 +103,13 @@ impl PartitionLog {
     }
 
     async fn ensure_allocated(&self, needed_bytes: u64) -> StorageResult<()> {
-        let (allocated, step) = {
-            let state = self.state.borrow();
-            (state.active().allocated_bytes, self.config.preallocate_bytes)
-        };
+        let allocated = self.state.borrow().active().allocated_bytes;
         if needed_bytes <= allocated {
             return Ok(());
         }
         // Take the segment's file out for the await; the append lock keeps the active segment.
         let file = self.state.borrow().active().file.clone();
-        let target = needed_bytes.div_ceil(step.max(4096)) * step.max(4096);
+        let target = self.config.preallocation_target(allocated, needed_bytes);
         let result = file.pre_allocate(target, false).await;
         let mut state = self.state.borrow_mut();
         let active = state.active_mut();
@@ -165,7 +162,7 @@ impl PartitionLog {
             active.persist_indexes()?;
         }
         let base = self.state.borrow().next;
-        let segment = Segment::create(&self.dir, base, self.config.preallocate_bytes).await?;
+        let segment = Segment::create(&self.dir, base, self.config.preallocation_target(0, 1)).await?;
         let fresh = segment.alloc_buffer(self.config.write_buffer_bytes);
         let mut state = self.state.borrow_mut();
         state.write_buffer = WriteBuffer::new(fresh, 0, &[]);

@@ -94,7 +94,7 @@ impl PartitionLog {
         }
 
         let active = match bases.last() {
-            None => Segment::create(dir, log_start, config.preallocate_bytes).await?,
+            None => Segment::create(dir, log_start, config.preallocation_target(0, 1)).await?,
             Some(&base) => {
                 let mut segment = Segment::open(dir, base).await?;
                 recover_active(&mut segment, marker, &config, &mut report).await?;
@@ -255,7 +255,7 @@ async fn recover_active(
     // Cut the file at the valid end, so that stale bytes after it can never be scanned as
     // data again, then pre-allocate afresh (the new extent reads as zeros).
     segment.truncate_file(end).await?;
-    segment.ensure_allocated(end + config.preallocate_bytes, config.preallocate_bytes).await
+    segment.ensure_allocated(config.preallocation_target(end, end + 1)).await
 }
 
 /// A write buffer that continues the active segment: it holds the segment's last partial page.
