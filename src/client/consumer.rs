@@ -247,13 +247,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
             let decoded = payload_slice(&response.payload, answer.payload_offset, answer.payload_length)
                 .map_err(ClientError::from)
                 .and_then(|batches| {
-                    decode_batches(&assignment.topic, assignment.partition, &batches, position).map_err(|source| {
-                        ClientError::CorruptBatch {
+                    decode_shared_batches(&assignment.topic, assignment.partition, &batches, position).map_err(
+                        |source| ClientError::CorruptBatch {
                             topic: assignment.topic.to_string(),
                             partition: assignment.partition,
                             source,
-                        }
-                    })
+                        },
+                    )
                 });
             match decoded {
                 Ok((partition_records, next)) => {
@@ -285,9 +285,30 @@ pub fn decode_batches(
     batches: &[u8],
     position: Offset,
 ) -> Result<(Vec<ConsumerRecord>, Offset), BatchError> {
+    decode_shared_batches(topic, partition, &Bytes::copy_from_slice(batches), position)
+}
+
+/// As [`decode_batches`], with keys and values sharing `batches`' memory (no copy per record)
+/// when the batches could be read in place; a batch that had to be re-aligned is copied.
+pub fn decode_shared_batches(
+    topic: &Rc<str>,
+    partition: PartitionId,
+    batches: &Bytes,
+    position: Offset,
+) -> Result<(Vec<ConsumerRecord>, Offset), BatchError> {
+    let share = |slice: &[u8]| -> Bytes {
+        let inside = batches.as_ptr_range();
+        if slice.is_empty() {
+            Bytes::new()
+        } else if inside.start <= slice.as_ptr() && slice.as_ptr_range().end <= inside.end {
+            batches.slice_ref(slice)
+        } else {
+            Bytes::copy_from_slice(slice)
+        }
+    };
     let mut records = Vec::new();
     let mut next = position;
-    let mut rest = batches;
+    let mut rest: &[u8] = batches;
     while !rest.is_empty() {
         let view = BatchView::new(rest)?;
         for record in view.records() {
@@ -299,13 +320,9 @@ pub fn decode_batches(
                 partition,
                 offset: record.offset,
                 timestamp: record.timestamp,
-                key: record.key.map(Bytes::copy_from_slice),
-                value: Bytes::copy_from_slice(record.value),
-                headers: record
-                    .headers
-                    .iter()
-                    .map(|(key, value)| (key.to_owned(), Bytes::copy_from_slice(value)))
-                    .collect(),
+                key: record.key.map(share),
+                value: share(record.value),
+                headers: record.headers.iter().map(|(key, value)| (key.to_owned(), share(value))).collect(),
             });
         }
         next = next.max(view.header().next_offset());
