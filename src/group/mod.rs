@@ -12,6 +12,9 @@
 //! - [`OffsetStore`] keeps the latest committed offset per (group, topic, partition); commits
 //!   are validated against the group, appended to the offsets topic as [`GroupRecord`]s, and
 //!   applied once durable. [`replay`] rebuilds the store at start-up, [`compact`] snapshots it.
+//! - [`GroupCoordinator`] is one shard's set of groups and offsets behind the wire API: it turns
+//!   requests (keys 11..=16) into responses plus the [`GroupRecord`]s the broker must append
+//!   (and says in which order: durable before answering).
 //! - [`PartitionProducerState`] (on each partition's shard, not the coordinator's) drops
 //!   duplicate idempotent batches and refuses gaps; [`ProducerIdManager`] hands out ids.
 //!
@@ -19,6 +22,7 @@
 
 pub mod assignor;
 pub mod consumer_group;
+pub mod coordinator;
 pub mod member;
 pub mod offsets;
 pub mod producer_state;
@@ -36,6 +40,7 @@ pub use consumer_group::{
     Group, GroupConfig, GroupState, HeartbeatRequest, HeartbeatResponse, RemovalReason, HEARTBEAT_INTERVAL_MS_DEFAULT,
     REBALANCE_TIMEOUT_MS_DEFAULT, SESSION_TIMEOUT_MS_DEFAULT,
 };
+pub use coordinator::{CoordinatorOutput, GroupCoordinator};
 pub use member::{Member, MemberState};
 pub use offsets::{
     compact, coordinator_partition, replay, CommittedOffset, OffsetCommitEntry, OffsetStore, PreparedCommit,
