@@ -283,6 +283,13 @@ impl GroupCoordinator {
             return failed(code);
         }
         let Some(group) = self.groups.get_mut(&request.group_id) else {
+            // A group known only by its offsets (admin commits, or never joined since load).
+            if self.offsets.group_ids().any(|id| *id == request.group_id) {
+                let mut empty = failed(ErrorCode::None);
+                empty.response.state = GroupState::Empty.as_str().to_owned();
+                empty.response.assignor = self.config.default_assignor.as_str().to_owned();
+                return empty;
+            }
             return failed(ErrorCode::GroupIdNotFound);
         };
         group.expire(now_ms);
@@ -428,6 +435,18 @@ mod tests {
         assert_eq!(restarted.heartbeat(&unknown, &topics, 4).response.error_code, ErrorCode::GroupIdNotFound.as_u16());
         let leave = LeaveGroupRequest { group_id: "other".into(), member_ids: vec!["m".into()] };
         assert_eq!(restarted.leave_group(&leave).response.error_code, ErrorCode::GroupIdNotFound.as_u16());
+        // An admin commit (offset reset) to a group with no members; it then describes Empty.
+        let reset = OffsetCommitRequest {
+            group_id: "reset".into(),
+            member_id: String::new(),
+            member_epoch: crate::protocol::ADMIN_COMMIT_EPOCH,
+            ..commit.clone()
+        };
+        let committed = restarted.offset_commit(&reset, 6);
+        assert_eq!(committed.records.len(), 1);
+        restarted.apply(&committed.records);
+        let described = restarted.describe_group(&DescribeGroupRequest { group_id: "reset".into() }, 6).response;
+        assert_eq!((described.error_code, described.state.as_str()), (0, "Empty"));
         // Expiry produces the new epoch's record.
         assert_eq!(restarted.expire(10_000_000).len(), 1);
     }

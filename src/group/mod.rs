@@ -43,8 +43,8 @@ pub use consumer_group::{
 pub use coordinator::{CoordinatorOutput, GroupCoordinator};
 pub use member::{Member, MemberState};
 pub use offsets::{
-    compact, coordinator_partition, replay, CommittedOffset, OffsetCommitEntry, OffsetStore, PreparedCommit,
-    COMMIT_OFFSET_MAX, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+    compact, coordinator_partition, coordinator_shard, replay, CommittedOffset, OffsetCommitEntry, OffsetStore,
+    PreparedCommit, COMMIT_OFFSET_MAX, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS_DEFAULT,
 };
 pub use producer_state::{
     PartitionProducerState, ProducerBatch, ProducerIdManager, SequenceCheck, PRODUCER_BATCHES_REMEMBERED,

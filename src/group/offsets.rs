@@ -9,9 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::PartitionId;
 use crate::protocol::apis::group_limits::OFFSET_METADATA_BYTES_MAX;
 use crate::protocol::{validate_topic_name, ErrorCode};
-use crate::shard::placement::stable_hash;
+use crate::shard::placement::{owner_shard, stable_hash, ShardId};
 
 use super::consumer_group::Group;
 use super::records::{GroupMetadataRecord, GroupRecord, OffsetCommitRecord};
@@ -32,6 +33,12 @@ const _: () = assert!(OFFSETS_TOPIC_PARTITIONS_DEFAULT > 0);
 /// (`shard::placement::owner_shard(OFFSETS_TOPIC, partition, shards)`).
 pub fn coordinator_partition(group_id: &str, partitions: u32) -> u32 {
     (stable_hash(group_id.as_bytes()) % u64::from(partitions.max(1))) as u32
+}
+
+/// The shard that coordinates `group_id`: the owner of its offsets-topic partition. What
+/// FindCoordinator answers, and where the broker routes the group's requests.
+pub fn coordinator_shard(group_id: &str, offsets_partitions: u32, shard_count: usize) -> ShardId {
+    owner_shard(OFFSETS_TOPIC, PartitionId(coordinator_partition(group_id, offsets_partitions)), shard_count)
 }
 
 /// One offset to commit, as the client sent it.
@@ -237,4 +244,20 @@ pub fn replay<'a>(records: impl IntoIterator<Item = &'a GroupRecord>) -> OffsetS
 /// tombstone must survive to shadow older records.
 pub fn compact(records: &[GroupRecord]) -> Vec<GroupRecord> {
     replay(records).snapshot()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins group placement: changing it moves every group to another coordinator at upgrade.
+    #[test]
+    fn coordinator_placement_is_stable() {
+        assert_eq!(coordinator_partition("", 16), (0xcbf2_9ce4_8422_2325u64 % 16) as u32);
+        assert_eq!(coordinator_partition("a", 16), (0xaf63_dc4c_8601_ec8cu64 % 16) as u32);
+        assert_eq!(coordinator_partition("a", 0), 0, "no partitions counts as one");
+        let shards: std::collections::BTreeSet<usize> =
+            (0..64).map(|i| coordinator_shard(&format!("group-{i}"), 16, 4).0).collect();
+        assert_eq!(shards.len(), 4, "groups spread over every shard");
+    }
 }
