@@ -13,6 +13,8 @@
 //!   Rust; segments, the write path and recovery use glommio's `DmaFile` (O_DIRECT on
 //!   io_uring) and run on the shard that owns the partition.
 //!
+//! - [`group`]: consumer groups' plain-Rust core: the KIP-848 group state machine, sticky
+//!   assignors, committed offsets and their offsets-topic records, idempotent-producer state.
 //! - [`client`]: the Rust client: a pipelined connection, admin calls, a batching producer
 //!   (FNV-1a key partitioner, sticky null keys, retries) and a validating consumer. Runs over
 //!   any `futures-io` stream; no runtime types.
@@ -23,6 +25,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod group;
 pub mod model;
 pub mod protocol;
 pub mod runtime;

@@ -1,20 +1,8 @@
 //! API keys and the versions this build supports.
 //!
 //! Like error codes, API key numbers are part of the wire format and are never renumbered.
-//! Numbers reserved for the next APIs (do not use them for anything else):
-//!
-//! | key | API                         |
-//! |-----|-----------------------------|
-//! | 10  | FindCoordinator             |
-//! | 11  | ConsumerGroupHeartbeat      |
-//! | 12  | LeaveGroup                  |
-//! | 13  | OffsetCommit                |
-//! | 14  | OffsetFetch                 |
-//! | 15  | DescribeGroup               |
-//! | 16  | ListGroups                  |
-//! | 17  | InitProducerId              |
-//!
-//! 7..=9 are free; replication APIs will take numbers from 20 on.
+//! 0..=6 are the first set; 10..=17 the consumer-group and producer-id APIs. 7..=9 and 18..=19
+//! are free; replication APIs will take numbers from 20 on.
 
 use std::fmt;
 
@@ -29,6 +17,14 @@ pub enum ApiKey {
     Produce = 4,
     Fetch = 5,
     ListOffsets = 6,
+    FindCoordinator = 10,
+    ConsumerGroupHeartbeat = 11,
+    LeaveGroup = 12,
+    OffsetCommit = 13,
+    OffsetFetch = 14,
+    DescribeGroup = 15,
+    ListGroups = 16,
+    InitProducerId = 17,
 }
 
 /// An inclusive range of API versions.
@@ -46,7 +42,7 @@ impl VersionRange {
 
 impl ApiKey {
     /// Every API this build serves, in key order.
-    pub const ALL: [ApiKey; 7] = [
+    pub const ALL: [ApiKey; 15] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopic,
@@ -54,6 +50,14 @@ impl ApiKey {
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
+        ApiKey::FindCoordinator,
+        ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::DescribeGroup,
+        ApiKey::ListGroups,
+        ApiKey::InitProducerId,
     ];
 
     pub const fn as_u16(self) -> u16 {
@@ -70,6 +74,14 @@ impl ApiKey {
             4 => Some(ApiKey::Produce),
             5 => Some(ApiKey::Fetch),
             6 => Some(ApiKey::ListOffsets),
+            10 => Some(ApiKey::FindCoordinator),
+            11 => Some(ApiKey::ConsumerGroupHeartbeat),
+            12 => Some(ApiKey::LeaveGroup),
+            13 => Some(ApiKey::OffsetCommit),
+            14 => Some(ApiKey::OffsetFetch),
+            15 => Some(ApiKey::DescribeGroup),
+            16 => Some(ApiKey::ListGroups),
+            17 => Some(ApiKey::InitProducerId),
             _ => None,
         }
     }
@@ -83,7 +95,15 @@ impl ApiKey {
             | ApiKey::DeleteTopic
             | ApiKey::Produce
             | ApiKey::Fetch
-            | ApiKey::ListOffsets => VersionRange { min: 0, max: 0 },
+            | ApiKey::ListOffsets
+            | ApiKey::FindCoordinator
+            | ApiKey::ConsumerGroupHeartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::DescribeGroup
+            | ApiKey::ListGroups
+            | ApiKey::InitProducerId => VersionRange { min: 0, max: 0 },
         }
     }
 
@@ -97,6 +117,14 @@ impl ApiKey {
             ApiKey::Produce => "produce",
             ApiKey::Fetch => "fetch",
             ApiKey::ListOffsets => "list_offsets",
+            ApiKey::FindCoordinator => "find_coordinator",
+            ApiKey::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
+            ApiKey::LeaveGroup => "leave_group",
+            ApiKey::OffsetCommit => "offset_commit",
+            ApiKey::OffsetFetch => "offset_fetch",
+            ApiKey::DescribeGroup => "describe_group",
+            ApiKey::ListGroups => "list_groups",
+            ApiKey::InitProducerId => "init_producer_id",
         }
     }
 }
@@ -114,13 +142,14 @@ mod tests {
     /// Guards the "never renumbered" rule for API keys.
     #[test]
     fn keys_are_stable_and_round_trip() {
-        for (i, key) in ApiKey::ALL.iter().enumerate() {
-            assert_eq!(key.as_u16() as usize, i);
-            assert_eq!(ApiKey::from_u16(key.as_u16()), Some(*key));
+        let expected: [u16; 15] = [0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17];
+        for (key, number) in ApiKey::ALL.iter().zip(expected) {
+            assert_eq!(key.as_u16(), number, "{key}");
+            assert_eq!(ApiKey::from_u16(number), Some(*key));
             assert!(key.supported_versions().contains(0));
         }
-        for reserved in 7..=20u16 {
-            assert_eq!(ApiKey::from_u16(reserved), None);
+        for free in [7u16, 8, 9, 18, 19, 20, u16::MAX] {
+            assert_eq!(ApiKey::from_u16(free), None);
         }
     }
 }

@@ -7,8 +7,8 @@
 //! | range  | used for                                        |
 //! |--------|-------------------------------------------------|
 //! | 0–29   | general: framing, topics, partitions, storage   |
-//! | 30–49  | consumer groups (reserved)                      |
-//! | 50–69  | producer ids, idempotence, transactions (reserved) |
+//! | 30–49  | consumer groups (30–44 used)                    |
+//! | 50–69  | producer ids, idempotence, transactions (50–55 used) |
 //! | 70–    | not allocated yet                               |
 //!
 //! On the wire an error code is a plain `u16`, not an rkyv enum: a client that meets a code from a
@@ -61,13 +61,64 @@ pub enum ErrorCode {
     /// Produce `acks` is not one of 0, 1, -1.
     InvalidRequiredAcks = 18,
     // 19..=29: free for general errors.
-    // 30..=49: reserved for consumer groups.
-    // 50..=69: reserved for producer ids and transactions.
+    /// The group does not exist (DescribeGroup, or a heartbeat with a member epoch > 0 for a
+    /// group the coordinator does not know).
+    GroupIdNotFound = 30,
+    /// The member id is not a member of the group (never joined, left, or removed after its
+    /// session timed out). The client rejoins with an empty member id and epoch 0.
+    UnknownMemberId = 31,
+    /// The member epoch is not the member's current one: a zombie or a newer incarnation. The
+    /// client gives up its partitions without committing and rejoins with epoch 0.
+    FencedMemberEpoch = 32,
+    /// OffsetCommit with an older member epoch: the member should heartbeat (to learn its new
+    /// epoch) and commit again.
+    StaleMemberEpoch = 33,
+    /// A join would take the group over its member limit.
+    GroupMaxSizeReached = 34,
+    /// The group id breaks the naming rules (empty, too long, control characters).
+    InvalidGroupId = 35,
+    /// This shard (or broker) is not the group's coordinator: send FindCoordinator again.
+    NotCoordinator = 36,
+    /// The coordinator is still replaying the offsets topic after a start-up; retry after a back-off.
+    CoordinatorLoadInProgress = 37,
+    /// The operation needs a stable group; retry after the rebalance.
+    RebalanceInProgress = 38,
+    /// A committed offset is not a valid offset (`OFFSET_UNKNOWN` or above `i64::MAX`).
+    InvalidCommitOffset = 39,
+    /// A commit's metadata string is longer than the bound.
+    OffsetMetadataTooLarge = 40,
+    /// The requested server-side assignor is not one the broker has.
+    UnsupportedAssignor = 41,
+    /// A list in a group request (topics, partitions, members, group ids) is longer than its
+    /// bound (see `PROTOCOL.md`, limits).
+    GroupListTooLong = 42,
+    /// An admin operation (commit without a member id, group deletion) on a group that still has
+    /// members.
+    NonEmptyGroup = 43,
+    /// A member id that breaks the rules (too long, or empty with an epoch other than 0 / -1).
+    InvalidMemberId = 44,
+    // 45..=49: free for consumer groups.
+    /// An idempotent batch's base sequence is not the next expected one (a gap): records were
+    /// lost between producer and broker.
+    OutOfOrderSequence = 50,
+    /// An idempotent batch that was already appended; the response carries the original base
+    /// offset and the producer treats it as success.
+    DuplicateSequence = 51,
+    /// The producer epoch is not valid for this producer id (e.g. a new epoch not starting at
+    /// sequence 0).
+    InvalidProducerEpoch = 52,
+    /// A newer producer with the same id (a higher epoch) exists: this one is a zombie and stops.
+    ProducerFenced = 53,
+    /// The producer id was never handed out by InitProducerId, or its state expired.
+    UnknownProducerId = 54,
+    /// The transactional id is empty or longer than the bound.
+    InvalidTransactionalId = 55,
+    // 56..=69: free for producer ids and transactions.
 }
 
 impl ErrorCode {
     /// Every code this build knows, in numeric order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptMessage,
@@ -87,6 +138,27 @@ impl ErrorCode {
         ErrorCode::BrokerShuttingDown,
         ErrorCode::ThrottledBusy,
         ErrorCode::InvalidRequiredAcks,
+        ErrorCode::GroupIdNotFound,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::FencedMemberEpoch,
+        ErrorCode::StaleMemberEpoch,
+        ErrorCode::GroupMaxSizeReached,
+        ErrorCode::InvalidGroupId,
+        ErrorCode::NotCoordinator,
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::RebalanceInProgress,
+        ErrorCode::InvalidCommitOffset,
+        ErrorCode::OffsetMetadataTooLarge,
+        ErrorCode::UnsupportedAssignor,
+        ErrorCode::GroupListTooLong,
+        ErrorCode::NonEmptyGroup,
+        ErrorCode::InvalidMemberId,
+        ErrorCode::OutOfOrderSequence,
+        ErrorCode::DuplicateSequence,
+        ErrorCode::InvalidProducerEpoch,
+        ErrorCode::ProducerFenced,
+        ErrorCode::UnknownProducerId,
+        ErrorCode::InvalidTransactionalId,
     ];
 
     /// The wire number.
@@ -115,6 +187,27 @@ impl ErrorCode {
             16 => ErrorCode::BrokerShuttingDown,
             17 => ErrorCode::ThrottledBusy,
             18 => ErrorCode::InvalidRequiredAcks,
+            30 => ErrorCode::GroupIdNotFound,
+            31 => ErrorCode::UnknownMemberId,
+            32 => ErrorCode::FencedMemberEpoch,
+            33 => ErrorCode::StaleMemberEpoch,
+            34 => ErrorCode::GroupMaxSizeReached,
+            35 => ErrorCode::InvalidGroupId,
+            36 => ErrorCode::NotCoordinator,
+            37 => ErrorCode::CoordinatorLoadInProgress,
+            38 => ErrorCode::RebalanceInProgress,
+            39 => ErrorCode::InvalidCommitOffset,
+            40 => ErrorCode::OffsetMetadataTooLarge,
+            41 => ErrorCode::UnsupportedAssignor,
+            42 => ErrorCode::GroupListTooLong,
+            43 => ErrorCode::NonEmptyGroup,
+            44 => ErrorCode::InvalidMemberId,
+            50 => ErrorCode::OutOfOrderSequence,
+            51 => ErrorCode::DuplicateSequence,
+            52 => ErrorCode::InvalidProducerEpoch,
+            53 => ErrorCode::ProducerFenced,
+            54 => ErrorCode::UnknownProducerId,
+            55 => ErrorCode::InvalidTransactionalId,
             _ => ErrorCode::Unknown,
         }
     }
@@ -129,6 +222,10 @@ impl ErrorCode {
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::BrokerShuttingDown
                 | ErrorCode::ThrottledBusy
+                | ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::RebalanceInProgress
+                | ErrorCode::StaleMemberEpoch
         )
     }
 
@@ -154,6 +251,27 @@ impl ErrorCode {
             ErrorCode::BrokerShuttingDown => "broker_shutting_down",
             ErrorCode::ThrottledBusy => "throttled_busy",
             ErrorCode::InvalidRequiredAcks => "invalid_required_acks",
+            ErrorCode::GroupIdNotFound => "group_id_not_found",
+            ErrorCode::UnknownMemberId => "unknown_member_id",
+            ErrorCode::FencedMemberEpoch => "fenced_member_epoch",
+            ErrorCode::StaleMemberEpoch => "stale_member_epoch",
+            ErrorCode::GroupMaxSizeReached => "group_max_size_reached",
+            ErrorCode::InvalidGroupId => "invalid_group_id",
+            ErrorCode::NotCoordinator => "not_coordinator",
+            ErrorCode::CoordinatorLoadInProgress => "coordinator_load_in_progress",
+            ErrorCode::RebalanceInProgress => "rebalance_in_progress",
+            ErrorCode::InvalidCommitOffset => "invalid_commit_offset",
+            ErrorCode::OffsetMetadataTooLarge => "offset_metadata_too_large",
+            ErrorCode::UnsupportedAssignor => "unsupported_assignor",
+            ErrorCode::GroupListTooLong => "group_list_too_long",
+            ErrorCode::NonEmptyGroup => "non_empty_group",
+            ErrorCode::InvalidMemberId => "invalid_member_id",
+            ErrorCode::OutOfOrderSequence => "out_of_order_sequence",
+            ErrorCode::DuplicateSequence => "duplicate_sequence",
+            ErrorCode::InvalidProducerEpoch => "invalid_producer_epoch",
+            ErrorCode::ProducerFenced => "producer_fenced",
+            ErrorCode::UnknownProducerId => "unknown_producer_id",
+            ErrorCode::InvalidTransactionalId => "invalid_transactional_id",
         }
     }
 
@@ -182,7 +300,7 @@ mod tests {
     /// Guards the "never renumbered" rule: the table in PROTOCOL.md and these numbers must agree.
     #[test]
     fn numbers_are_stable() {
-        let expected: [(ErrorCode, u16); 19] = [
+        let expected: [(ErrorCode, u16); 40] = [
             (ErrorCode::None, 0),
             (ErrorCode::Unknown, 1),
             (ErrorCode::CorruptMessage, 2),
@@ -202,6 +320,27 @@ mod tests {
             (ErrorCode::BrokerShuttingDown, 16),
             (ErrorCode::ThrottledBusy, 17),
             (ErrorCode::InvalidRequiredAcks, 18),
+            (ErrorCode::GroupIdNotFound, 30),
+            (ErrorCode::UnknownMemberId, 31),
+            (ErrorCode::FencedMemberEpoch, 32),
+            (ErrorCode::StaleMemberEpoch, 33),
+            (ErrorCode::GroupMaxSizeReached, 34),
+            (ErrorCode::InvalidGroupId, 35),
+            (ErrorCode::NotCoordinator, 36),
+            (ErrorCode::CoordinatorLoadInProgress, 37),
+            (ErrorCode::RebalanceInProgress, 38),
+            (ErrorCode::InvalidCommitOffset, 39),
+            (ErrorCode::OffsetMetadataTooLarge, 40),
+            (ErrorCode::UnsupportedAssignor, 41),
+            (ErrorCode::GroupListTooLong, 42),
+            (ErrorCode::NonEmptyGroup, 43),
+            (ErrorCode::InvalidMemberId, 44),
+            (ErrorCode::OutOfOrderSequence, 50),
+            (ErrorCode::DuplicateSequence, 51),
+            (ErrorCode::InvalidProducerEpoch, 52),
+            (ErrorCode::ProducerFenced, 53),
+            (ErrorCode::UnknownProducerId, 54),
+            (ErrorCode::InvalidTransactionalId, 55),
         ];
         for (code, number) in expected {
             assert_eq!(code.as_u16(), number, "{code:?}");
@@ -214,7 +353,7 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_u16(code.as_u16()), code);
         }
-        for n in [19u16, 30, 49, 50, 69, 1000, u16::MAX] {
+        for n in [19u16, 29, 45, 49, 56, 69, 70, 1000, u16::MAX] {
             assert_eq!(ErrorCode::from_u16(n), ErrorCode::Unknown);
         }
     }

@@ -41,17 +41,33 @@ pub mod frame;
 
 pub use api::{ApiKey, VersionRange};
 pub use apis::api_versions::{ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse};
+pub use apis::consumer_group_heartbeat::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, TopicPartitions, JOIN_EPOCH, LEAVE_EPOCH,
+};
 pub use apis::create_topic::{validate_topic_name, CreateTopicRequest, CreateTopicResponse};
 pub use apis::delete_topic::{DeleteTopicRequest, DeleteTopicResponse};
+pub use apis::describe_group::{DescribeGroupRequest, DescribeGroupResponse, DescribedMember};
 pub use apis::error_response::ErrorResponse;
 pub use apis::fetch::{
     FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopic, FetchTopicResponse,
 };
+pub use apis::find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
+pub use apis::group_limits::{validate_group_id, validate_member_id};
+pub use apis::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
+pub use apis::leave_group::{LeaveGroupMemberResponse, LeaveGroupRequest, LeaveGroupResponse};
+pub use apis::list_groups::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
 pub use apis::list_offsets::{
     ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
     ListOffsetsTopicResponse, OffsetSpec,
 };
 pub use apis::metadata::{MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic};
+pub use apis::offset_commit::{
+    OffsetCommitPartition, OffsetCommitPartitionResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopic,
+    OffsetCommitTopicResponse, ADMIN_COMMIT_EPOCH,
+};
+pub use apis::offset_fetch::{
+    OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse, OffsetFetchTopic, OffsetFetchTopicResponse,
+};
 pub use apis::produce::{
     ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic, ProduceTopicResponse,
 };

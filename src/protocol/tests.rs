@@ -165,6 +165,184 @@ fn every_envelope_round_trips() {
     response_round_trip::<ListOffsetsRequest, _>(&list);
 }
 
+fn sample_group_requests() -> (
+    FindCoordinatorRequest,
+    ConsumerGroupHeartbeatRequest,
+    LeaveGroupRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+    DescribeGroupRequest,
+    ListGroupsRequest,
+    InitProducerIdRequest,
+) {
+    (
+        FindCoordinatorRequest { group_id: "billing".into() },
+        ConsumerGroupHeartbeatRequest {
+            group_id: "billing".into(),
+            member_id: "m3-1".into(),
+            member_epoch: 4,
+            subscribed_topic_names: Some(vec!["orders".into(), "refunds".into()]),
+            server_assignor: Some("uniform".into()),
+            owned_partitions: Some(vec![TopicPartitions { topic: "orders".into(), partitions: vec![0, 3] }]),
+        },
+        LeaveGroupRequest { group_id: "billing".into(), member_ids: vec!["m3-1".into(), "m3-2".into()] },
+        OffsetCommitRequest {
+            group_id: "billing".into(),
+            member_id: "m3-1".into(),
+            member_epoch: 4,
+            topics: vec![OffsetCommitTopic {
+                name: "orders".into(),
+                partitions: vec![OffsetCommitPartition { partition: 3, offset: 1234, metadata: "host-a".into() }],
+            }],
+        },
+        OffsetFetchRequest {
+            group_id: "billing".into(),
+            topics: vec![OffsetFetchTopic { name: "orders".into(), partitions: vec![0, 3] }],
+        },
+        DescribeGroupRequest { group_id: "billing".into() },
+        ListGroupsRequest { states_filter: vec!["Stable".into()] },
+        InitProducerIdRequest { transactional_id: Some("tx-1".into()), transaction_timeout_ms: 60_000 },
+    )
+}
+
+fn sample_group_responses() -> (
+    FindCoordinatorResponse,
+    ConsumerGroupHeartbeatResponse,
+    LeaveGroupResponse,
+    OffsetCommitResponse,
+    OffsetFetchResponse,
+    DescribeGroupResponse,
+    ListGroupsResponse,
+    InitProducerIdResponse,
+) {
+    let assignment = vec![TopicPartitions { topic: "orders".into(), partitions: vec![1, 2] }];
+    (
+        FindCoordinatorResponse { error_code: 0, error_message: String::new(), shard: 3 },
+        ConsumerGroupHeartbeatResponse {
+            error_code: 0,
+            error_message: String::new(),
+            member_id: "m3-1".into(),
+            member_epoch: 5,
+            heartbeat_interval_ms: 5_000,
+            assignment: Some(assignment.clone()),
+        },
+        LeaveGroupResponse {
+            error_code: 0,
+            members: vec![LeaveGroupMemberResponse {
+                member_id: "m3-2".into(),
+                error_code: ErrorCode::UnknownMemberId.as_u16(),
+            }],
+        },
+        OffsetCommitResponse {
+            error_code: 0,
+            topics: vec![OffsetCommitTopicResponse {
+                name: "orders".into(),
+                partitions: vec![OffsetCommitPartitionResponse {
+                    partition: 3,
+                    error_code: ErrorCode::StaleMemberEpoch.as_u16(),
+                }],
+            }],
+        },
+        OffsetFetchResponse {
+            error_code: 0,
+            topics: vec![OffsetFetchTopicResponse {
+                name: "orders".into(),
+                partitions: vec![OffsetFetchPartitionResponse {
+                    partition: 0,
+                    error_code: 0,
+                    offset: OFFSET_UNKNOWN,
+                    metadata: String::new(),
+                }],
+            }],
+        },
+        DescribeGroupResponse {
+            error_code: 0,
+            group_id: "billing".into(),
+            state: "Reconciling".into(),
+            assignor: "uniform".into(),
+            group_epoch: 7,
+            assignment_epoch: 7,
+            members: vec![DescribedMember {
+                member_id: "m3-1".into(),
+                member_epoch: 6,
+                subscribed_topic_names: vec!["orders".into()],
+                assignment: assignment.clone(),
+                target_assignment: assignment,
+            }],
+        },
+        ListGroupsResponse {
+            error_code: 0,
+            groups: vec![ListedGroup { group_id: "billing".into(), state: "Stable".into() }],
+        },
+        InitProducerIdResponse { error_code: 0, producer_id: 1000, producer_epoch: 2 },
+    )
+}
+
+/// Guards the envelope encoding of the group and producer-id APIs (keys 10..=17): requests and
+/// responses survive encode → frame split → checked decode unchanged, and the sample requests
+/// pass their own validation.
+#[test]
+fn group_envelopes_round_trip() {
+    let (find, heartbeat, leave, commit, fetch, describe, list, init) = sample_group_requests();
+    request_round_trip(&find);
+    request_round_trip(&heartbeat);
+    request_round_trip(&leave);
+    request_round_trip(&commit);
+    request_round_trip(&fetch);
+    request_round_trip(&describe);
+    request_round_trip(&list);
+    request_round_trip(&init);
+    fn valid<T: Envelope>(request: &T, validate: impl Fn(&T::Archived) -> Result<(), ErrorCode>) {
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(request).unwrap();
+        assert_eq!(validate(decode_envelope::<T>(&bytes).unwrap()), Ok(()));
+    }
+    valid(&find, |r| r.validate());
+    valid(&heartbeat, |r| r.validate());
+    valid(&leave, |r| r.validate());
+    valid(&commit, |r| r.validate());
+    valid(&fetch, |r| r.validate());
+    valid(&describe, |r| r.validate());
+    valid(&list, |r| r.validate());
+    valid(&init, |r| r.validate());
+
+    let (find, heartbeat, leave, commit, fetch, describe, list, init) = sample_group_responses();
+    response_round_trip::<FindCoordinatorRequest, _>(&find);
+    response_round_trip::<ConsumerGroupHeartbeatRequest, _>(&heartbeat);
+    response_round_trip::<LeaveGroupRequest, _>(&leave);
+    response_round_trip::<OffsetCommitRequest, _>(&commit);
+    response_round_trip::<OffsetFetchRequest, _>(&fetch);
+    response_round_trip::<DescribeGroupRequest, _>(&describe);
+    response_round_trip::<ListGroupsRequest, _>(&list);
+    response_round_trip::<InitProducerIdRequest, _>(&init);
+}
+
+/// Guards the bounds of the group requests that carry lists (members, topics, partitions):
+/// over the bound is `GroupListTooLong`, not an allocation or a panic.
+#[test]
+fn group_request_lists_are_bounded() {
+    use crate::protocol::apis::group_limits::{GROUP_MEMBERS_MAX, GROUP_STATES_FILTER_MAX, GROUP_TOPICS_MAX};
+    fn check<T: Envelope>(request: &T, validate: impl Fn(&T::Archived) -> Result<(), ErrorCode>) -> ErrorCode {
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(request).unwrap();
+        validate(decode_envelope::<T>(&bytes).unwrap()).unwrap_err()
+    }
+    let (_, _, leave, commit, fetch, _, _, _) = sample_group_requests();
+    let huge_leave = LeaveGroupRequest { member_ids: vec!["m".into(); GROUP_MEMBERS_MAX + 1], ..leave.clone() };
+    assert_eq!(check(&huge_leave, |r| r.validate()), ErrorCode::GroupListTooLong);
+    let empty_leave = LeaveGroupRequest { member_ids: vec![], ..leave };
+    assert_eq!(check(&empty_leave, |r| r.validate()), ErrorCode::InvalidRequest);
+    let topic = commit.topics[0].clone();
+    let huge_commit = OffsetCommitRequest { topics: vec![topic; GROUP_TOPICS_MAX + 1], ..commit.clone() };
+    assert_eq!(check(&huge_commit, |r| r.validate()), ErrorCode::GroupListTooLong);
+    let anonymous = OffsetCommitRequest { member_id: String::new(), member_epoch: 3, ..commit };
+    assert_eq!(check(&anonymous, |r| r.validate()), ErrorCode::InvalidMemberId);
+    let bad_group = OffsetFetchRequest { group_id: String::new(), ..fetch };
+    assert_eq!(check(&bad_group, |r| r.validate()), ErrorCode::InvalidGroupId);
+    let filters = ListGroupsRequest { states_filter: vec!["Stable".into(); GROUP_STATES_FILTER_MAX + 1] };
+    assert_eq!(check(&filters, |r| r.validate()), ErrorCode::GroupListTooLong);
+    let empty_tx = InitProducerIdRequest { transactional_id: Some(String::new()), transaction_timeout_ms: 0 };
+    assert_eq!(check(&empty_tx, |r| r.validate()), ErrorCode::InvalidTransactionalId);
+}
+
 /// Guards the zero-copy payload path: a Produce request's batches come back from the payload
 /// section byte for byte, at the ranges the envelope names, and a Fetch response does the same.
 #[test]
@@ -263,6 +441,22 @@ fn decode_as_every_type(bytes: &[u8]) {
         let _ = decode_envelope::<ListOffsetsRequest>(body);
         let _ = decode_envelope::<ListOffsetsResponse>(body);
         let _ = decode_envelope::<ErrorResponse>(body);
+        let _ = decode_envelope::<FindCoordinatorRequest>(body).map(|r| r.validate());
+        let _ = decode_envelope::<FindCoordinatorResponse>(body);
+        let _ = decode_envelope::<ConsumerGroupHeartbeatRequest>(body).map(|r| r.validate());
+        let _ = decode_envelope::<ConsumerGroupHeartbeatResponse>(body);
+        let _ = decode_envelope::<LeaveGroupRequest>(body).map(|r| r.validate());
+        let _ = decode_envelope::<LeaveGroupResponse>(body);
+        let _ = decode_envelope::<OffsetCommitRequest>(body).map(|r| r.validate());
+        let _ = decode_envelope::<OffsetCommitResponse>(body);
+        let _ = decode_envelope::<OffsetFetchRequest>(body).map(|r| r.validate());
+        let _ = decode_envelope::<OffsetFetchResponse>(body);
+        let _ = decode_envelope::<DescribeGroupRequest>(body).map(|r| r.validate());
+        let _ = decode_envelope::<DescribeGroupResponse>(body);
+        let _ = decode_envelope::<ListGroupsRequest>(body).map(|r| r.validate());
+        let _ = decode_envelope::<ListGroupsResponse>(body);
+        let _ = decode_envelope::<InitProducerIdRequest>(body).map(|r| r.validate());
+        let _ = decode_envelope::<InitProducerIdResponse>(body);
     }
     let mut aligned = AlignedVec::<16>::with_capacity(bytes.len() + 1);
     aligned.extend_from_slice(bytes);
@@ -280,7 +474,11 @@ fn mutated_envelope() -> impl Strategy<Value = Vec<u8>> {
     let produce = rkyv::to_bytes::<rkyv::rancor::Error>(&sample_produce(3, &mut payload)).unwrap();
     let list = rkyv::to_bytes::<rkyv::rancor::Error>(&sample_requests().5).unwrap();
     let metadata = rkyv::to_bytes::<rkyv::rancor::Error>(&sample_responses().1).unwrap();
-    let bases = [produce.to_vec(), list.to_vec(), metadata.to_vec()];
+    let heartbeat = rkyv::to_bytes::<rkyv::rancor::Error>(&sample_group_requests().1).unwrap();
+    let commit = rkyv::to_bytes::<rkyv::rancor::Error>(&sample_group_requests().3).unwrap();
+    let describe = rkyv::to_bytes::<rkyv::rancor::Error>(&sample_group_responses().5).unwrap();
+    let bases =
+        [produce.to_vec(), list.to_vec(), metadata.to_vec(), heartbeat.to_vec(), commit.to_vec(), describe.to_vec()];
     (0..bases.len(), prop::collection::vec((any::<usize>(), any::<u8>()), 1..6)).prop_map(move |(which, edits)| {
         let mut bytes = bases[which].clone();
         let len = bytes.len();
