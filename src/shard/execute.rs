@@ -98,6 +98,20 @@ fn with_partition<T>(
     }
 }
 
+/// `outcome` for `tp`, with the bounds of its log as they are now.
+fn bounded<T>(
+    tp: TopicPartition,
+    handle: &PartitionHandle,
+    outcome: Result<T, (ErrorCode, String)>,
+) -> PartitionResult<T> {
+    PartitionResult {
+        topic_partition: tp,
+        outcome,
+        log_start_offset: handle.log.log_start_offset().0,
+        high_watermark: handle.high_watermark().0,
+    }
+}
+
 /// Appends one partition's batches in order; the result is the first batch's base offset.
 async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<BytesMut>) -> PartitionResult<u64> {
     let Some(handle) = shard.partition(&tp) else {
@@ -122,12 +136,7 @@ async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes
         (None, Some(base)) => Ok(base),
         (None, None) => Err((ErrorCode::InvalidRequest, "no batches for the partition".into())),
     };
-    PartitionResult {
-        topic_partition: tp,
-        outcome,
-        log_start_offset: handle.log.log_start_offset().0,
-        high_watermark: handle.high_watermark().0,
-    }
+    bounded(tp, &handle, outcome)
 }
 
 /// Reads every partition; waits (up to `max_wait_ms`, woken by appends, cancellable) until at
@@ -200,12 +209,7 @@ async fn read_partition(shard: &Shard, op: &FetchPartitionOp) -> PartitionResult
             Err(error) => Err(storage_error(&error)),
         }
     };
-    PartitionResult {
-        topic_partition: tp,
-        outcome,
-        log_start_offset: handle.log.log_start_offset().0,
-        high_watermark: high_watermark.0,
-    }
+    PartitionResult { high_watermark: high_watermark.0, ..bounded(tp, &handle, outcome) }
 }
 
 async fn list_offset(shard: &Shard, tp: TopicPartition, query: OffsetQuery) -> PartitionResult<(u64, i64)> {
@@ -223,12 +227,7 @@ async fn list_offset(shard: &Shard, tp: TopicPartition, query: OffsetQuery) -> P
             Err(error) => Err(storage_error(&error)),
         },
     };
-    PartitionResult {
-        topic_partition: tp,
-        outcome,
-        log_start_offset: handle.log.log_start_offset().0,
-        high_watermark: high_watermark.0,
-    }
+    PartitionResult { high_watermark: high_watermark.0, ..bounded(tp, &handle, outcome) }
 }
 
 /// Opens the logs of partitions this shard owns that `table` has and it has not opened; closes

@@ -171,12 +171,19 @@ pub(super) fn remove_segment_files(dir: &Path, base: Offset) -> StorageResult<()
     meta_file::sync_dir(dir).map_err(|e| StorageError::io("syncing directory", dir, e))
 }
 
-/// Rebuilds a closed segment's indexes by scanning all of it.
-async fn rebuild(segment: &mut Segment, config: &LogConfig) -> StorageResult<()> {
-    let file_bytes = segment.size_bytes;
+/// Forgets what the segment's indexes said and rebuilds them, with its size and next offset,
+/// by checking every batch of its first `file_bytes` bytes. Returns where the valid data ends,
+/// why the scan stopped there (if not at the end), and how many batches it found.
+async fn rescan(
+    segment: &mut Segment,
+    file_bytes: u64,
+    config: &LogConfig,
+) -> StorageResult<(u64, Option<ScanStop>, usize)> {
     segment.forget_after(0, segment.base_offset);
+    segment.index = crate::storage::index::OffsetIndex::new(segment.base_offset);
+    segment.time_index = crate::storage::index::TimeIndex::new(segment.base_offset);
     let mut found = Vec::new();
-    let (_, stop) = segment
+    let (end, stop) = segment
         .reader()
         .walk(0, segment.base_offset, file_bytes, |batch, _| {
             found.push(*batch);
@@ -187,10 +194,18 @@ async fn rebuild(segment: &mut Segment, config: &LogConfig) -> StorageResult<()>
         segment.record_batch(batch, config.index_interval_bytes);
     }
     segment.written_bytes = segment.size_bytes;
-    if let Some(stop) = stop.filter(|stop| *stop != ScanStop::EndOfData) {
+    debug_assert_eq!(end, segment.size_bytes);
+    Ok((end, stop.filter(|stop| *stop != ScanStop::EndOfData), found.len()))
+}
+
+/// Rebuilds a closed segment's indexes by scanning all of it.
+async fn rebuild(segment: &mut Segment, config: &LogConfig) -> StorageResult<()> {
+    let file_bytes = segment.size_bytes;
+    let (_, stop, batches) = rescan(segment, file_bytes, config).await?;
+    if let Some(stop) = stop {
         tracing::warn!(segment = %segment.log_path.display(), %stop, "closed segment has a bad batch; reads stop before it");
     }
-    tracing::info!(segment = %segment.log_path.display(), batches = found.len(), "rebuilt segment indexes");
+    tracing::info!(segment = %segment.log_path.display(), batches, "rebuilt segment indexes");
     Ok(())
 }
 
@@ -217,24 +232,9 @@ async fn recover_active(
     }
     // No clean close: the active segment's index was never persisted while it was active
     // (open removes it), so every batch of the segment is checked, from the start.
-    segment.forget_after(0, segment.base_offset);
-    segment.index = crate::storage::index::OffsetIndex::new(segment.base_offset);
-    segment.time_index = crate::storage::index::TimeIndex::new(segment.base_offset);
-    let mut found = Vec::new();
-    let (end, stop) = segment
-        .reader()
-        .walk(0, segment.base_offset, file_bytes, |batch, _| {
-            found.push(*batch);
-            true
-        })
-        .await?;
-    for batch in &found {
-        segment.record_batch(batch, config.index_interval_bytes);
-    }
-    segment.written_bytes = segment.size_bytes;
+    let (end, stop, _) = rescan(segment, file_bytes, config).await?;
     report.scanned_bytes = end;
-    debug_assert_eq!(end, segment.size_bytes);
-    if let Some(stop) = stop.filter(|stop| *stop != ScanStop::EndOfData) {
+    if let Some(stop) = stop {
         let truncation = Truncation {
             segment_base_offset: segment.base_offset,
             position: end,
