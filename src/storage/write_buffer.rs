@@ -25,6 +25,9 @@ pub struct PendingWrite {
     pub file_position: u64,
     /// File position after the last data byte written.
     pub end_position: u64,
+    /// Whether the buffer went out at its full capacity (not trimmed), so it can be reused for
+    /// a later write once this one completes.
+    pub reusable: bool,
 }
 
 impl WriteBuffer {
@@ -71,7 +74,10 @@ impl WriteBuffer {
         std::mem::swap(self, &mut next);
         let WriteBuffer { mut buffer, file_position, len, .. } = next;
         buffer.as_bytes_mut()[len..padded].fill(0);
-        buffer.trim_to_size(padded);
-        PendingWrite { buffer, file_position, end_position }
+        let reusable = padded == buffer.len();
+        if !reusable {
+            buffer.trim_to_size(padded);
+        }
+        PendingWrite { buffer, file_position, end_position, reusable }
     }
 }

@@ -74,6 +74,8 @@ struct LogState {
     sync_waiters: Vec<futures::channel::oneshot::Sender<()>>,
     /// I/O counts since open, for tests and benches.
     stats: LogStats,
+    /// Full-capacity write buffers whose writes completed, ready for reuse.
+    spare_buffers: Vec<glommio::io::DmaBuffer>,
     /// Writes sent to the disk and not yet complete, oldest first.
     in_flight: std::collections::VecDeque<write::InFlightWrite>,
     /// Why the log refuses appends, after a failed write or fdatasync.

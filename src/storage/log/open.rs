@@ -128,6 +128,7 @@ impl PartitionLog {
                 next,
                 cache: TailCache::new(cache_budget),
                 in_flight: Default::default(),
+                spare_buffers: Vec::new(),
                 stats: Default::default(),
                 sync_in_flight: false,
                 sync_waiters: Vec::new(),
