@@ -10,6 +10,13 @@
 //! - Expiry ([`expire_loop`]): every [`EXPIRE_INTERVAL`], remove silent members and append the
 //!   resulting records.
 //!
+//! Group-state changes (heartbeat, leave, describe, expiry) run one at a time per shard, each
+//! from the coordinator call to the end of its append (`Shard::group_write_lock`): a request
+//! that only *sees* a change another request made (a new epoch) is not answered before that
+//! change is durable. Commits change nothing until `apply` and do not take the lock. A failed
+//! append unloads the coordinator and reloads it from the log (`CoordinatorLoadInProgress`
+//! meanwhile; the request that failed gets `NotCoordinator`).
+//!
 //! No `RefCell` borrow of the coordinator is held across an `.await`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,7 +29,8 @@ use super::execute::{storage_error, LEADER_EPOCH};
 use super::ops::{GroupOp, GroupReply, TopicPartition};
 use super::state::{BrokerSettings, Shard};
 use crate::group::{
-    coordinator_partition, GroupRecord, TopicPartitionCounts, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+    coordinator_partition, CoordinatorOutput, GroupCoordinator, GroupRecord, TopicPartitionCounts, OFFSETS_TOPIC,
+    OFFSETS_TOPIC_PARTITIONS_DEFAULT,
 };
 use crate::model::TimestampMs;
 use crate::protocol::{ErrorCode, OffsetCommitResponse};
@@ -124,10 +132,9 @@ pub async fn expire_loop(shard: Rc<Shard>) {
         if shard.shutting_down.get() || !shard.groups.borrow().is_loaded() {
             continue;
         }
-        let records = shard.groups.borrow_mut().expire(shard.now_ms());
-        if let Err((code, message)) = append_records(&shard, &records).await {
-            tracing::error!(shard = %shard.id, %code, %message, "appending group expiry records");
-        }
+        let now = shard.now_ms();
+        // A failed append is logged and reloads the coordinator (in `mutate`).
+        let _ = mutate(&shard, |c| CoordinatorOutput { response: (), records: c.expire(now) }).await;
     }
 }
 
@@ -167,10 +174,9 @@ pub async fn execute_group(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
     match op {
         GroupOp::Heartbeat(request) => {
             let counts = topic_counts(&shard.topics());
-            let output = shard.groups.borrow_mut().heartbeat(&request, &counts, shard.now_ms());
-            let mut response = output.response;
-            if let Err((code, message)) = append_records(shard, &output.records).await {
-                tracing::error!(shard = %shard.id, group = %request.group_id, %message, "appending group records");
+            let now = shard.now_ms();
+            let (mut response, appended) = mutate(shard, |c| c.heartbeat(&request, &counts, now)).await;
+            if let Err((code, message)) = appended {
                 response.error_code = not_coordinator(code).as_u16();
                 response.error_message = message;
                 response.assignment = None;
@@ -178,10 +184,8 @@ pub async fn execute_group(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
             GroupReply::Heartbeat(response)
         }
         GroupOp::LeaveGroup(request) => {
-            let output = shard.groups.borrow_mut().leave_group(&request);
-            let mut response = output.response;
-            if let Err((code, message)) = append_records(shard, &output.records).await {
-                tracing::error!(shard = %shard.id, group = %request.group_id, %message, "appending group records");
+            let (mut response, appended) = mutate(shard, |c| c.leave_group(&request)).await;
+            if let Err((code, _)) = appended {
                 response.error_code = not_coordinator(code).as_u16();
             }
             GroupReply::LeaveGroup(response)
@@ -189,16 +193,49 @@ pub async fn execute_group(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
         GroupOp::OffsetCommit(request) => GroupReply::OffsetCommit(offset_commit(shard, &request).await),
         GroupOp::OffsetFetch(request) => GroupReply::OffsetFetch(shard.groups.borrow().offset_fetch(&request)),
         GroupOp::DescribeGroup(request) => {
-            let output = shard.groups.borrow_mut().describe_group(&request, shard.now_ms());
-            let mut response = output.response;
-            if let Err((code, message)) = append_records(shard, &output.records).await {
-                tracing::error!(shard = %shard.id, group = %request.group_id, %message, "appending group records");
+            let now = shard.now_ms();
+            let (mut response, appended) = mutate(shard, |c| c.describe_group(&request, now)).await;
+            if let Err((code, _)) = appended {
                 response.error_code = not_coordinator(code).as_u16();
             }
             GroupReply::DescribeGroup(response)
         }
         GroupOp::ListGroups(request) => GroupReply::ListGroups(shard.groups.borrow().list_groups(&request)),
     }
+}
+
+/// A group-state change and its append, under [`Shard::group_write_lock`]. If the append fails
+/// the in-memory state is ahead of the log: the coordinator is unloaded and reloaded from the
+/// log (requests get `CoordinatorLoadInProgress` meanwhile).
+async fn mutate<R>(
+    shard: &Rc<Shard>,
+    change: impl FnOnce(&mut GroupCoordinator) -> CoordinatorOutput<R>,
+) -> (R, Result<(), (ErrorCode, String)>) {
+    // The lock is never closed; without a permit the change would still be made, unordered.
+    let _permit = shard.group_write_lock.acquire_permit(1).await;
+    let output = change(&mut shard.groups.borrow_mut());
+    let appended = append_records(shard, &output.records).await;
+    if let Err((_, message)) = &appended {
+        tracing::error!(shard = %shard.id, %message, "appending group records; reloading the coordinator");
+        reload(shard);
+    }
+    (output.response, appended)
+}
+
+/// Replaces the coordinator by an unloaded one and reloads it from the offsets topic (once
+/// the current change has released the write lock).
+fn reload(shard: &Rc<Shard>) {
+    *shard.groups.borrow_mut() = GroupCoordinator::new(shard.settings.group_config());
+    if shard.groups_reloading.replace(true) {
+        return;
+    }
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let _permit = shard.group_write_lock.acquire_permit(1).await;
+        load_groups(&shard).await;
+        shard.groups_reloading.set(false);
+    })
+    .detach();
 }
 
 /// After a failed append the in-memory group state is ahead of the log: the client is told to

@@ -90,6 +90,12 @@ pub struct Shard {
     /// The groups whose offsets-topic partitions this shard owns. Never borrowed across an
     /// `.await`.
     pub groups: RefCell<GroupCoordinator>,
+    /// Held from a group-state change to the end of its append (heartbeat, leave, describe,
+    /// expiry, reload): a request that sees a change in memory is answered only after the
+    /// change is durable, even when another request made it.
+    pub group_write_lock: glommio::sync::Semaphore,
+    /// A reload of the coordinator from the offsets topic is under way.
+    pub groups_reloading: Cell<bool>,
     /// The zero of [`Shard::now_ms`].
     started_at: std::time::Instant,
 }
@@ -110,6 +116,8 @@ impl Shard {
             shutting_down: Cell::new(false),
             metadata_lock: glommio::sync::Semaphore::new(1),
             requests_in_flight: Cell::new(0),
+            group_write_lock: glommio::sync::Semaphore::new(1),
+            groups_reloading: Cell::new(false),
             started_at: std::time::Instant::now(),
         })
     }
