@@ -314,3 +314,30 @@ fn bad_group_requests_get_their_error_codes() {
     let error = client.receive::<ringmq::protocol::InitProducerIdRequest>().err().expect("an error response");
     assert_eq!(ErrorCode::from_u16(error.error_code), ErrorCode::UnknownApiKey);
 }
+
+/// A record in the offsets topic that is not a group record (here: produced by a client) is
+/// skipped at load; the records around it still count.
+#[test]
+fn a_bad_record_in_the_offsets_topic_is_skipped_at_load() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path(), &["--cores", "2"]);
+    let mut client = broker.client();
+    assert_eq!(client.create_topic(TOPIC, PARTITIONS), ErrorCode::None);
+    let group = "g-garbage";
+    let mut members = vec![join(&mut client, group)];
+    until_stable(&mut client, group, &mut members);
+    let member = members.pop().unwrap();
+    assert_eq!(commit(&mut client, group, &member, member.epoch, &[(0, 5)]), vec![ErrorCode::None]);
+    let partition = ringmq::group::coordinator_partition(group, ringmq::group::OFFSETS_TOPIC_PARTITIONS_DEFAULT);
+    let (code, _) = client.produce(ringmq::group::OFFSETS_TOPIC, partition, &[super::broker_support::batch(1, 3)], -1);
+    assert_eq!(code, ErrorCode::None);
+    assert_eq!(commit(&mut client, group, &member, member.epoch, &[(1, 6)]), vec![ErrorCode::None]);
+    drop(client);
+    broker.kill();
+
+    let broker = Broker::start(dir.path(), &["--cores", "2"]);
+    let mut client = broker.client();
+    let offsets = fetch_offsets(&mut client, group);
+    assert_eq!((offsets[0], offsets[1]), (5, 6));
+    assert_eq!(broker.stop(), Some(0));
+}
