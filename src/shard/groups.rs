@@ -13,9 +13,9 @@
 //! Group-state changes (heartbeat, leave, describe, expiry) run one at a time per shard, each
 //! from the coordinator call to the end of its append (`Shard::group_write_lock`): a request
 //! that only *sees* a change another request made (a new epoch) is not answered before that
-//! change is durable. Commits change nothing until `apply` and do not take the lock. A failed
-//! append unloads the coordinator and reloads it from the log (`CoordinatorLoadInProgress`
-//! meanwhile; the request that failed gets `NotCoordinator`).
+//! change is durable. Commits change nothing until `apply`; they take the lock only for it.
+//! A failed append unloads the coordinator and reloads it from the log
+//! (`CoordinatorLoadInProgress` meanwhile; the request that failed gets `NotCoordinator`).
 //!
 //! No `RefCell` borrow of the coordinator is held across an `.await`.
 
@@ -277,7 +277,13 @@ async fn offset_commit(shard: &Rc<Shard>, request: &crate::protocol::OffsetCommi
         }
     }
     match append_records(shard, &records).await {
-        Ok(()) => shard.groups.borrow_mut().apply(&records),
+        Ok(()) if !records.is_empty() => {
+            // Under the write lock so that a reload from the log (which holds it) never
+            // replays an older record over this one: the record is in the log already.
+            let _permit = shard.group_write_lock.acquire_permit(1).await;
+            shard.groups.borrow_mut().apply(&records);
+        }
+        Ok(()) => {}
         Err((_, message)) => {
             tracing::error!(shard = %shard.id, group = %request.group_id, %message, "appending offset commits");
             for partition in response.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
