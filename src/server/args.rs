@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// latency (0: park at once, best when the broker shares its cores).
     #[arg(long, default_value_t = 0)]
     pub spin_before_park_us: u64,
+    /// A consumer-group member that sends no heartbeat for this long is removed and its
+    /// partitions reassigned.
+    #[arg(long, default_value_t = crate::group::SESSION_TIMEOUT_MS_DEFAULT)]
+    pub group_session_timeout_ms: u64,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, default_value = "info", env = "RINGMQ_LOG")]
     pub log_level: String,

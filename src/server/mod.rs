@@ -48,12 +48,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
 fn serve(args: ServeArgs) -> Result<(), String> {
     let cpus = startup::usable_cpus();
     let shard_count = args.cores.unwrap_or(cpus.len()).max(1);
+    if args.group_session_timeout_ms == 0 {
+        return Err("--group-session-timeout-ms must be at least 1".into());
+    }
     if args.cores == Some(0) {
         return Err("--cores must be at least 1".into());
     }
     let io_mode = startup::check_environment(&args, shard_count)?;
     let _lock = DataDirLock::acquire(&args.data_dir).map_err(|e| e.to_string())?;
-    let topics = Arc::new(TopicTable::load(&args.data_dir).map_err(|e| e.to_string())?);
+    let topics = TopicTable::load(&args.data_dir).map_err(|e| e.to_string())?;
     let (listener_fds, bound) = listener::bind_reuseport(args.listen, shard_count)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let settings = Arc::new(BrokerSettings {
@@ -68,7 +71,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         default_segment_ms: args.segment_ms,
         default_retention_ms: args.retention_ms,
         default_retention_bytes: args.retention_bytes,
+        group_session_timeout_ms: args.group_session_timeout_ms,
     });
+    let topics = Arc::new(with_offsets_topic(topics, &settings)?);
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
@@ -128,4 +133,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         Err(failures.join("; "))
     }
+}
+
+/// The topic table with the internal offsets topic, created (and persisted) if it is missing,
+/// before any shard starts: every shard then opens its offsets partitions with the rest, and
+/// its group coordinator can load before it serves. Creating it here rather than through
+/// shard 0's create path avoids a second `ApplyTopics` racing with the shards' first one.
+fn with_offsets_topic(topics: TopicTable, settings: &BrokerSettings) -> Result<TopicTable, String> {
+    let Some(next) = topics.with_topic(crate::shard::groups::offsets_topic_config(settings)) else {
+        return Ok(topics);
+    };
+    next.persist(&settings.data_dir).map_err(|e| format!("cannot create the offsets topic: {e}"))?;
+    tracing::info!(topic = crate::group::OFFSETS_TOPIC, "topic created");
+    Ok(next)
 }

@@ -71,6 +71,8 @@ async fn run(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
     if let Err(error) = apply_topics(&shard, shared.topics.clone()).await {
         tracing::error!(shard = %id, %error, "some partitions could not be opened; they answer UnknownTopicOrPartition");
     }
+    crate::shard::groups::load_groups(&shard).await;
+    let expire_task = glommio::spawn_local(crate::shard::groups::expire_loop(shard.clone())).detach();
     tracing::info!(shard = %id, partitions = shard.open_partitions().len(), "shard ready");
     shared.started.fetch_add(1, Ordering::SeqCst);
 
@@ -100,6 +102,7 @@ async fn run(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
     close_partitions(&shard).await;
     memory.close();
     retention_task.cancel();
+    expire_task.cancel();
     router.fail_pending();
     router.close();
     drop(mesh_task);

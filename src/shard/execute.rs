@@ -54,6 +54,7 @@ pub async fn execute(shard: Rc<Shard>, op: ShardOp) -> ShardReply {
             Ok(()) => ShardReply::Done,
             Err(message) => ShardReply::Failed { error_code: ErrorCode::StorageError, message },
         },
+        ShardOp::Group(op) => ShardReply::Group(super::groups::execute_group(&shard, op).await),
     }
 }
 

@@ -33,6 +33,12 @@ pub async fn create_topic(shard: &Rc<Shard>, topic: TopicConfig) -> ShardReply {
 }
 
 pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> ShardReply {
+    if name == crate::group::OFFSETS_TOPIC {
+        return ShardReply::Failed {
+            error_code: ErrorCode::InvalidRequest,
+            message: format!("{name} is internal: it holds the consumer groups' offsets"),
+        };
+    }
     let Ok(_lock) = shard.metadata_lock.acquire_permit(1).await else {
         return shutting_down();
     };

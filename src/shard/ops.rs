@@ -6,7 +6,11 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupRequest, DescribeGroupResponse,
+    ErrorCode, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+};
 use crate::server::topics::TopicTable;
 
 /// A partition named by topic and number.
@@ -56,6 +60,32 @@ pub enum ShardOp {
     ApplyTopics {
         table: Arc<TopicTable>,
     },
+    /// On a group's coordinator shard: one group request, already validated and deserialized
+    /// (owned, plain data) by the connection's shard.
+    Group(GroupOp),
+}
+
+/// A group request for the coordinator shard's [`crate::group::GroupCoordinator`].
+#[derive(Debug)]
+pub enum GroupOp {
+    Heartbeat(ConsumerGroupHeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    DescribeGroup(DescribeGroupRequest),
+    /// This shard's groups only; the connection's shard asks every shard and merges.
+    ListGroups(ListGroupsRequest),
+}
+
+/// The answer to a [`GroupOp`]: the wire response, owned.
+#[derive(Debug)]
+pub enum GroupReply {
+    Heartbeat(ConsumerGroupHeartbeatResponse),
+    LeaveGroup(LeaveGroupResponse),
+    OffsetCommit(OffsetCommitResponse),
+    OffsetFetch(OffsetFetchResponse),
+    DescribeGroup(DescribeGroupResponse),
+    ListGroups(ListGroupsResponse),
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +108,7 @@ pub enum ShardReply {
     Fetch(Vec<PartitionResult<FetchedBatches>>),
     ListOffsets(Vec<PartitionResult<(u64, i64)>>),
     PartitionInfo(Vec<PartitionResult<()>>),
+    Group(GroupReply),
     Done,
     /// The op could not run at all (shutting down, unknown op for the state).
     Failed {

@@ -14,6 +14,7 @@ use super::mesh::MeshRouter;
 use super::notify::LocalNotify;
 use super::ops::TopicPartition;
 use super::placement::{owner_shard, ShardId};
+use crate::group::{GroupConfig, GroupCoordinator, HEARTBEAT_INTERVAL_MS_DEFAULT};
 use crate::model::{Offset, PartitionId};
 use crate::server::topics::TopicTable;
 use crate::storage::{Durability, PartitionLog, TailCacheBudget};
@@ -32,6 +33,19 @@ pub struct BrokerSettings {
     pub default_segment_ms: u64,
     pub default_retention_ms: i64,
     pub default_retention_bytes: i64,
+    /// A group member silent this long is removed.
+    pub group_session_timeout_ms: u64,
+}
+
+impl BrokerSettings {
+    /// The group coordinators' settings: the session timeout from the flag, members told to
+    /// heartbeat at least three times per session.
+    pub fn group_config(&self) -> GroupConfig {
+        let session_timeout_ms = self.group_session_timeout_ms.max(1);
+        let heartbeat_interval_ms =
+            u32::try_from((session_timeout_ms / 3).max(1)).unwrap_or(u32::MAX).min(HEARTBEAT_INTERVAL_MS_DEFAULT);
+        GroupConfig { session_timeout_ms, heartbeat_interval_ms, ..GroupConfig::default() }
+    }
 }
 
 /// An open partition on its owning shard.
@@ -73,6 +87,17 @@ pub struct Shard {
     pub metadata_lock: glommio::sync::Semaphore,
     /// Requests being handled by this shard's connections.
     pub requests_in_flight: Cell<usize>,
+    /// The groups whose offsets-topic partitions this shard owns. Never borrowed across an
+    /// `.await`.
+    pub groups: RefCell<GroupCoordinator>,
+    /// Held from a group-state change to the end of its append (heartbeat, leave, describe,
+    /// expiry, reload): a request that sees a change in memory is answered only after the
+    /// change is durable, even when another request made it.
+    pub group_write_lock: glommio::sync::Semaphore,
+    /// A reload of the coordinator from the offsets topic is under way.
+    pub groups_reloading: Cell<bool>,
+    /// The zero of [`Shard::now_ms`].
+    started_at: std::time::Instant,
 }
 
 impl Shard {
@@ -80,6 +105,7 @@ impl Shard {
         let cache_budget = TailCacheBudget::new(settings.tail_cache_bytes);
         Rc::new(Shard {
             id,
+            groups: RefCell::new(GroupCoordinator::new(settings.group_config())),
             settings,
             router,
             topics: RefCell::new(Arc::new(TopicTable::default())),
@@ -90,6 +116,9 @@ impl Shard {
             shutting_down: Cell::new(false),
             metadata_lock: glommio::sync::Semaphore::new(1),
             requests_in_flight: Cell::new(0),
+            group_write_lock: glommio::sync::Semaphore::new(1),
+            groups_reloading: Cell::new(false),
+            started_at: std::time::Instant::now(),
         })
     }
 
@@ -120,6 +149,12 @@ impl Shard {
     /// Every partition this shard has open.
     pub fn open_partitions(&self) -> Vec<(TopicPartition, Rc<PartitionHandle>)> {
         self.partitions.borrow().iter().map(|(tp, handle)| (tp.clone(), handle.clone())).collect()
+    }
+
+    /// Monotonic milliseconds since this shard started: the group coordinator's clock (it
+    /// only compares times).
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.started_at.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// A fetch id unique across shards: the shard in the top bits.

@@ -1,3 +1,5 @@
+//! ApiVersions: the APIs this broker serves (those declared but not served are left out).
+
 use crate::protocol::{
     decode_envelope, encode_response, ApiVersionsRequest, ApiVersionsResponse, EncodedFrame, OwnedFrame, ProtocolError,
     ResponseTo,
@@ -5,5 +7,7 @@ use crate::protocol::{
 
 pub fn handle(to: ResponseTo, frame: &OwnedFrame) -> Result<EncodedFrame, ProtocolError> {
     decode_envelope::<ApiVersionsRequest>(frame.envelope.as_slice())?;
-    encode_response(to, &ApiVersionsResponse::supported(), Vec::new())
+    let mut response = ApiVersionsResponse::supported();
+    response.api_keys.retain(|range| super::NOT_SERVED.iter().all(|key| key.as_u16() != range.api_key));
+    encode_response(to, &response, Vec::new())
 }

@@ -1,5 +1,6 @@
 //! Metadata: every requested topic (all when none is named) with its partitions, the shard that
-//! owns each, and each partition's log start offset and high watermark from its owner.
+//! owns each, and each partition's log start offset and high watermark from its owner. The
+//! internal offsets topic appears only when asked for by name.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -18,7 +19,8 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &OwnedFrame) -> Re
     let request = decode_envelope::<MetadataRequest>(frame.envelope.as_slice())?;
     let table = shard.topics();
     let names: Vec<String> = if request.topics.is_empty() {
-        table.iter().map(|topic| topic.name.clone()).collect()
+        // The internal offsets topic is listed only when named.
+        table.iter().filter(|topic| topic.name != crate::group::OFFSETS_TOPIC).map(|topic| topic.name.clone()).collect()
     } else {
         request.topics.iter().map(|name| name.to_string()).collect()
     };

@@ -2,19 +2,34 @@
 //! routes partition work to the owning shards, and encodes the response in request order.
 
 pub mod api_versions;
+pub mod consumer_group_heartbeat;
 pub mod create_topic;
 pub mod delete_topic;
+pub mod describe_group;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
 
 use std::rc::Rc;
 
+use crate::group::coordinator_shard;
 use crate::protocol::{
-    check_request_header, encode_error_response, ApiKey, EncodedFrame, OwnedFrame, ProtocolError, ResponseTo,
+    check_request_header, encode_error_response, ApiKey, EncodedFrame, ErrorCode, OwnedFrame, ProtocolError, ResponseTo,
 };
+use crate::server::routing::run_on;
+use crate::shard::groups::offsets_partitions;
+use crate::shard::ops::{GroupOp, ShardOp, ShardReply};
 use crate::shard::state::Shard;
+
+/// APIs this build declares in `protocol` but the broker does not serve yet: answered
+/// `UnknownApiKey` and left out of ApiVersions.
+pub const NOT_SERVED: [ApiKey; 1] = [ApiKey::InitProducerId];
 
 /// Runs the request in `frame` and returns the response frame; a request that cannot be
 /// served gets an `ErrorResponse` with a stable code.
@@ -28,13 +43,35 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: OwnedFrame) -> Result<EncodedFra
         Ok(ApiKey::Produce) => produce::handle(shard, to, frame).await,
         Ok(ApiKey::Fetch) => fetch::handle(shard, to, &frame).await,
         Ok(ApiKey::ListOffsets) => list_offsets::handle(shard, to, &frame).await,
-        // The group and producer-id APIs (10..=17) are declared in `protocol` but not served
-        // yet: answered as before they were declared. Replaced when `crate::group` is wired in.
-        Ok(key) => Err(ProtocolError::UnknownApiKey(key.as_u16())),
+        Ok(ApiKey::FindCoordinator) => find_coordinator::handle(shard, to, &frame).await,
+        Ok(ApiKey::ConsumerGroupHeartbeat) => consumer_group_heartbeat::handle(shard, to, &frame).await,
+        Ok(ApiKey::LeaveGroup) => leave_group::handle(shard, to, &frame).await,
+        Ok(ApiKey::OffsetCommit) => offset_commit::handle(shard, to, &frame).await,
+        Ok(ApiKey::OffsetFetch) => offset_fetch::handle(shard, to, &frame).await,
+        Ok(ApiKey::DescribeGroup) => describe_group::handle(shard, to, &frame).await,
+        Ok(ApiKey::ListGroups) => list_groups::handle(shard, to, &frame).await,
+        // Declared in `protocol` but not served yet (see `NOT_SERVED`).
+        Ok(key @ ApiKey::InitProducerId) => Err(ProtocolError::UnknownApiKey(key.as_u16())),
         Err(error) => Err(error),
     };
     match result {
         Ok(response) => Ok(response),
         Err(error) => encode_error_response(to, error.error_code(), &error.to_string()),
+    }
+}
+
+/// Runs a group request on the group's coordinator shard (the owner of its offsets-topic
+/// partition).
+pub(crate) async fn call_coordinator(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> ShardReply {
+    let partitions = offsets_partitions(&shard.topics());
+    let owner = coordinator_shard(group_id, partitions, shard.settings.shard_count);
+    run_on(shard, owner, ShardOp::Group(op)).await
+}
+
+/// The code and message for a reply that is not the expected group reply.
+pub(crate) fn reply_error(reply: &ShardReply) -> (ErrorCode, String) {
+    match reply {
+        ShardReply::Failed { error_code, message } => (*error_code, message.clone()),
+        other => (ErrorCode::Unknown, format!("unexpected reply {other:?}")),
     }
 }
