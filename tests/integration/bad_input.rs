@@ -192,3 +192,15 @@ fn the_broker_survives_bad_input_and_keeps_serving_others() {
 fn broker_pid(broker: &Broker) -> u32 {
     broker.pid()
 }
+
+/// Guards the offsets topic: its records are replayed as group state, so clients may not
+/// write there.
+#[test]
+fn clients_cannot_produce_to_the_offsets_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--cores", "2"]);
+    let mut client = broker.client();
+    let (code, _) = client.produce("__consumer_offsets", 0, &[batch(1, 1)], ACKS_ALL);
+    assert_eq!(code, ErrorCode::InvalidRequest);
+    assert_eq!(broker.stop(), Some(0));
+}

@@ -41,7 +41,10 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: OwnedFrame) -> Res
     let mut work = Vec::new();
     for (tp, slice) in split_payload(payload, ranges) {
         let known = topics.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
-        let batches = if known {
+        let batches = if tp.topic == crate::group::offsets::OFFSETS_TOPIC {
+            // Only the coordinators write there; a client's record would be replayed as a commit.
+            Err((ErrorCode::InvalidRequest, format!("{} is internal: clients cannot produce to it", tp.topic)))
+        } else if known {
             slice.and_then(split_and_validate)
         } else {
             Err((
