@@ -105,7 +105,8 @@ readf() {
     { IFS= read -r v < "$1"; } 2>/dev/null || [ -n "${v:-}" ] || return 1
     printf '%s' "$v"
 }
-is_uint() { case "$1" in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+# shellcheck source=tuning/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------- block devices
 resolve_dir() {
@@ -119,21 +120,6 @@ resolve_dir() {
     printf '%s' "$d"
 }
 
-# whole-disk sysfs dirs under a device: partition -> disk, dm/md -> slaves, recursively
-leaf_disks() {
-    local d s found=0 depth=${2:-0}
-    d=$(readlink -f -- "$1" 2>/dev/null) || return 0
-    [ -d "$d" ] || return 0
-    if [ -e "$d/partition" ]; then d=${d%/*}; fi
-    if [ "$depth" -lt 8 ] && [ -d "$d/slaves" ]; then
-        for s in "$d"/slaves/*; do
-            [ -e "$s" ] || continue
-            found=1
-            leaf_disks "$s" $((depth + 1))
-        done
-    fi
-    if [ "$found" = 0 ]; then printf '%s\n' "$d"; fi
-}
 
 apply_block() {
     local dir majmin disks d name q sched

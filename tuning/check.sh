@@ -64,7 +64,8 @@ readf() {
 # bracketed "a [b] c" -> "b" (sysfs multiple-choice files)
 bracketed() { local s=${1#*[}; printf '%s' "${s%%]*}"; }
 
-is_uint() { case "$1" in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+# shellcheck source=tuning/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # sysctl_min ITEM KEY MIN FIX: PASS if /proc/sys value >= MIN
 sysctl_min() {
@@ -308,22 +309,6 @@ check_space() {
 }
 
 # ---------------------------------------------------------------- block device
-# leaf_disks SYSDIR: print the whole-disk sysfs dirs under a device (partition -> disk,
-# dm/md -> their slaves, recursively).
-leaf_disks() {
-    local d s found=0 depth=${2:-0}
-    d=$(readlink -f -- "$1" 2>/dev/null) || return 0
-    [ -d "$d" ] || return 0
-    if [ -e "$d/partition" ]; then d=${d%/*}; fi
-    if [ "$depth" -lt 8 ] && [ -d "$d/slaves" ]; then
-        for s in "$d"/slaves/*; do
-            [ -e "$s" ] || continue
-            found=1
-            leaf_disks "$s" $((depth + 1))
-        done
-    fi
-    if [ "$found" = 0 ]; then printf '%s\n' "$d"; fi
-}
 
 check_block() {
     local majmin disks d name q v sched rot
