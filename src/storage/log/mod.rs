@@ -74,6 +74,9 @@ struct LogState {
     sync_waiters: Vec<futures::channel::oneshot::Sender<()>>,
     /// I/O counts since open, for tests and benches.
     stats: LogStats,
+    /// Tests only: the next write fails as if the disk had refused it.
+    #[cfg(test)]
+    inject_write_failure: bool,
     /// Full-capacity write buffers whose writes completed, ready for reuse.
     spare_buffers: Vec<glommio::io::DmaBuffer>,
     /// Writes sent to the disk and not yet complete, oldest first.

@@ -129,6 +129,8 @@ impl PartitionLog {
                 cache: TailCache::new(cache_budget),
                 in_flight: Default::default(),
                 spare_buffers: Vec::new(),
+                #[cfg(test)]
+                inject_write_failure: false,
                 stats: Default::default(),
                 sync_in_flight: false,
                 sync_waiters: Vec::new(),

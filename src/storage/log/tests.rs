@@ -248,3 +248,30 @@ fn group_commit_shares_syncs_between_concurrent_appenders() {
         log.close().await.unwrap();
     });
 }
+
+/// Guards the poison rule: after a failed write the log refuses appends with a clear error
+/// (a retried fsync could succeed without the data), and reopening it recovers every batch
+/// that was durable before the failure.
+#[test]
+fn a_failed_write_poisons_the_log_until_it_is_reopened() {
+    run_local(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config(), 1 << 20).await;
+        append_tagged(&log, 3, 100).await;
+        log.state.borrow_mut().inject_write_failure = true;
+        let failed = log.append(make_batch(50, 3, 100, TimestampMs(1)), LeaderEpoch(1)).await;
+        assert!(matches!(failed, Err(StorageError::Io { .. })), "{failed:?}");
+        assert!(log.is_poisoned());
+        let refused = log.append(make_batch(51, 3, 100, TimestampMs(1)), LeaderEpoch(1)).await;
+        match refused {
+            Err(StorageError::Poisoned { cause, .. }) => assert!(cause.contains("injected write failure"), "{cause}"),
+            other => panic!("expected Poisoned, got {other:?}"),
+        }
+        drop(log);
+        let log = open(dir.path(), small_config(), 1 << 20).await;
+        let tags = read_all_tags(&log, Offset(0)).await;
+        assert_eq!(&tags[..3], &[0, 1, 2], "the durable batches survive");
+        log.append(make_batch(52, 3, 100, TimestampMs(1)), LeaderEpoch(1)).await.expect("a reopened log appends");
+        log.close().await.unwrap();
+    });
+}

@@ -173,6 +173,15 @@ impl PartitionLog {
         let pending = state.write_buffer.take(fresh);
         let next_offset = state.next;
         let position = pending.file_position;
+        #[cfg(test)]
+        if std::mem::take(&mut state.inject_write_failure) {
+            let task = glommio::spawn_local(async {
+                Err(glommio::GlommioError::IoError(std::io::Error::other("injected write failure")))
+            })
+            .detach();
+            state.in_flight.push_back(InFlightWrite { task, reusable: None, next_offset, end_position: 0 });
+            return Ok(());
+        }
         let (task, reusable) = if pending.reusable {
             let buffer = Rc::new(pending.buffer);
             let written = buffer.clone();
