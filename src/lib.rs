@@ -4,15 +4,29 @@
 //! io_uring (glommio). Producers append record batches to the partitions of a topic; consumers
 //! fetch them back by offset; the data stays on disk for a retention period.
 //!
+//! ## How a produce travels
+//!
+//! `ringmq serve` starts one glommio executor per core — a *shard* — each listening on the same
+//! port (SO_REUSEPORT). A client's connection lands on some shard, which reads frames (a fixed
+//! header checked before any allocation, an rkyv envelope, a raw payload of record batches),
+//! validates every batch (length, CRC, archive) and cuts the payload into per-partition batches
+//! in place. Each partition belongs to one shard, chosen by a stable hash of topic and
+//! partition; work for a partition owned elsewhere crosses cores over a bounded channel mesh,
+//! one hop there and one back. The owner stamps offsets into the batch in place, copies it into
+//! its aligned write buffer, and writes it with O_DIRECT; with `--fsync always` the answer waits
+//! for an fdatasync that covers it, shared with every append waiting at the same time. A fetch
+//! goes the same way and is answered with the stored batches, unchanged, from the shard's
+//! in-memory tail cache or by aligned DMA reads; a fetch waiting for data is woken by the append.
+//!
 //! ## Layout
 //!
 //! - [`model`]: offsets, epochs and ids as newtypes; plain data used by every layer.
-//! - [`protocol`]: the native wire protocol: a fixed 24-byte frame header, an rkyv-archived
-//!   envelope per API, and a raw payload section for record batches. Plain Rust, no I/O.
-//! - [`storage`]: the per-partition log. The record batch format and its validator are plain
-//!   Rust; segments, the write path and recovery use glommio's `DmaFile` (O_DIRECT on
-//!   io_uring) and run on the shard that owns the partition.
-//!
+//! - [`protocol`]: the wire protocol: frames, one module per API, stable error codes. No I/O.
+//! - [`storage`]: the per-partition log. The record batch format, indexes and scans are plain
+//!   Rust; segments, the write pipeline and recovery use glommio's `DmaFile`.
+//! - [`shard`]: placement (partition → shard), the mesh and the work shards send each other,
+//!   a shard's state, what the owner does, and the consumer-group coordinator glue.
+//! - [`server`]: `ringmq serve`: start-up checks, listeners, connections, one handler per API.
 //! - [`group`]: consumer groups' plain-Rust core: the KIP-848 group state machine, sticky
 //!   assignors, committed offsets and their offsets-topic records, idempotent-producer state.
 //! - [`client`]: the Rust client: a pipelined connection, admin calls, a batching producer
@@ -20,8 +34,11 @@
 //!   any `futures-io` stream; no runtime types.
 //! - [`runtime`]: the client's glommio glue: TCP connect, the timer, a single-executor runner.
 //! - [`cli`]: the `ringmq` subcommands (`serve`, `topic`, `produce`, `consume`).
+//! - [`testing`]: helpers shared by tests and benchmarks.
 //!
-//! Not built yet (see the open issues): the thread-per-core server and the load generator.
+//! glommio types stay in the kernel-facing modules (`storage::segment`, `storage::log`,
+//! `shard::mesh`, `shard::execute`, `server`, `runtime`); the protocol, the batch format, the
+//! group logic and the client's batching are plain Rust, tested and fuzzed without a runtime.
 
 pub mod cli;
 pub mod client;
