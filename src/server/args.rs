@@ -18,7 +18,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub cores: Option<usize>,
     /// When a produce counts as durable: always (fdatasync before the ack, group commit),
-    /// interval:<ms>, or never.
+    /// interval:MS (milliseconds), or never.
     #[arg(long, default_value = "always")]
     pub fsync: Durability,
     /// Segment size of new topics that do not set their own.
