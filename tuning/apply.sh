@@ -109,16 +109,6 @@ readf() {
 . "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------- block devices
-resolve_dir() {
-    local d=$1
-    while [ ! -d "$d" ]; do
-        case "$d" in
-            */*) d=${d%/*}; [ -n "$d" ] || d=/ ;;
-            *) d=. ;;
-        esac
-    done
-    printf '%s' "$d"
-}
 
 
 apply_block() {

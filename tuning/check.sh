@@ -226,16 +226,6 @@ check_nofile() {
 }
 
 # ---------------------------------------------------------------- data dir
-resolve_dir() {
-    local d=$1
-    while [ ! -d "$d" ]; do
-        case "$d" in
-            */*) d=${d%/*}; [ -n "$d" ] || d=/ ;;
-            *) d=. ;;
-        esac
-    done
-    printf '%s' "$d"
-}
 
 DIR=$(resolve_dir "$DATA_DIR")
 check_data_dir() {

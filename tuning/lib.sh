@@ -18,3 +18,16 @@ leaf_disks() {
     fi
     if [ "$found" = 0 ]; then printf '%s\n' "$d"; fi
 }
+
+# resolve_dir PATH: the nearest existing directory at or above PATH (the data dir may not
+# exist yet; its filesystem is that of its first existing parent).
+resolve_dir() {
+    local d=$1
+    while [ ! -d "$d" ]; do
+        case "$d" in
+            */*) d=${d%/*}; [ -n "$d" ] || d=/ ;;
+            *) d=. ;;
+        esac
+    done
+    printf '%s' "$d"
+}
