@@ -12,7 +12,9 @@
 //! - [`partitioner`]: which partition a record goes to (FNV-1a for keys, sticky for null keys).
 //! - [`accumulator`]: per-partition batches and the "send now?" decisions (size, linger).
 //! - [`retry`]: exponential back-off.
-//! - [`producer`]: [`Producer`], built from the three above.
+//! - [`idempotence`]: the idempotent producer's sequences and in-flight bound.
+//! - [`reconnect`]: [`Connect`], how a producer opens a new connection after a drop.
+//! - [`producer`]: [`Producer`], built from the above.
 //! - [`consumer`]: [`Consumer`] and the decoding of fetched batches into records.
 
 pub mod accumulator;
@@ -20,8 +22,10 @@ pub mod admin;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod idempotence;
 pub mod partitioner;
 pub mod producer;
+pub mod reconnect;
 pub mod retry;
 
 #[cfg(test)]
@@ -40,6 +44,7 @@ pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
 pub use error::{ClientError, ClientResult};
 pub use partitioner::{partition_for_key, StickyPartitioner};
 pub use producer::{Acks, Delivery, DeliveryFuture, Producer, ProducerConfig};
+pub use reconnect::Connect;
 pub use retry::Backoff;
 
 /// Timers, supplied by the runtime (`crate::runtime::GlommioSleeper` on glommio).

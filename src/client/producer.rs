@@ -8,12 +8,27 @@
 //! only while the producer is being driven: await it after [`Producer::flush`], or call
 //! [`Producer::poll`] from a timer.
 //!
-//! Ordering: records of one partition are acknowledged in order unless a batch is retried while
-//! a later batch of the same partition is in flight (no idempotence yet; a retried batch may
-//! also be duplicated after `RequestTimedOut`).
+//! Idempotence (Kafka's rules, on by default with `acks = all`; see
+//! [`ProducerConfig::idempotence`]): on first use the producer asks the broker for a producer
+//! id and epoch (InitProducerId); every batch gets the next sequence of its partition when it
+//! is sealed, and keeps its bytes and sequence through every retry; at most five batches per
+//! partition are in flight. The broker appends each sequence once: a retried batch that was
+//! already appended is answered with its original offset. `OutOfOrderSequence` (records lost
+//! between producer and broker) and `ProducerFenced` (a newer producer with the same id) are
+//! fatal for the deliveries they concern; `ProducerFenced` also ends the producer.
+//!
+//! Reconnection: with [`Producer::with_reconnect`], a dropped or poisoned connection is
+//! replaced by a new one (up to `retries_max` attempts, with back-off), and the requests that
+//! were in flight on it are sent again, in the order their batches were sealed. Without it, a
+//! broken connection fails every outstanding delivery.
+//!
+//! Ordering: records of one partition are acknowledged in order. With idempotence this holds
+//! through retries and reconnections, and a retry is never appended twice. Without it, a batch
+//! retried while a later batch of the same partition is in flight may land after it, and a
+//! batch whose answer was lost (timeout, dropped connection) may be appended twice.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -26,13 +41,15 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use super::accumulator::{Accumulator, AccumulatorConfig, ClosedBatch};
 use super::connection::{Connection, Pending, Response};
 use super::error::{ClientError, ClientResult};
+use super::idempotence::{ProducerIdentity, Sequences, BATCHES_IN_FLIGHT_PER_PARTITION_MAX};
 use super::partitioner::{partition_for_key, StickyPartitioner};
+use super::reconnect::Connect;
 use super::retry::Backoff;
-use crate::model::{Offset, PartitionId, TimestampMs};
+use crate::model::{Offset, PartitionId, ProducerEpoch, ProducerId, TimestampMs};
 use crate::protocol::apis::produce::{ACKS_ALL, ACKS_LEADER, ACKS_NONE};
 use crate::protocol::{
-    ErrorCode, PayloadBuilder, PayloadRange, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
-    OFFSET_UNKNOWN,
+    ErrorCode, InitProducerIdRequest, PayloadBuilder, PayloadRange, ProducePartition, ProduceRequest, ProduceResponse,
+    ProduceTopic, OFFSET_UNKNOWN,
 };
 use crate::storage::batch::BatchBuilderConfig;
 
@@ -76,6 +93,25 @@ pub struct ProducerConfig {
     pub requests_in_flight_max: usize,
     /// The broker's time limit for acks, sent in every request.
     pub timeout_ms: u32,
+    /// Idempotent produce (see the module doc). `None`: Kafka's default, on with
+    /// `acks = All` and off otherwise. `Some(true)` needs `acks = All`: with other acks the
+    /// producer refuses every send with a configuration error.
+    pub idempotence: Option<bool>,
+}
+
+impl ProducerConfig {
+    /// Whether this configuration produces idempotently, or why it is invalid.
+    pub fn is_idempotent(&self) -> ClientResult<bool> {
+        match (self.idempotence, self.acks) {
+            (None, acks) => Ok(acks == Acks::All),
+            (Some(true), Acks::All) => Ok(true),
+            (Some(true), acks) => Err(ClientError::InvalidArgument(format!(
+                "idempotence needs acks = all (-1), but acks is {}: set acks to all or turn idempotence off",
+                acks.as_i16()
+            ))),
+            (Some(false), _) => Ok(false),
+        }
+    }
 }
 
 impl Default for ProducerConfig {
@@ -87,6 +123,7 @@ impl Default for ProducerConfig {
             backoff: Backoff::default(),
             requests_in_flight_max: 5,
             timeout_ms: 30_000,
+            idempotence: None,
         }
     }
 }
@@ -229,6 +266,9 @@ struct PartitionBatches {
     senders: Vec<DeliverySender>,
     /// Attempts made so far (1 after the first send).
     attempts: u32,
+    /// When the part's first batch was sealed, across the producer: parts of a partition are
+    /// sent in this order.
+    seal_index: u64,
 }
 
 impl PartitionBatches {
@@ -258,10 +298,23 @@ struct Retry {
 /// See the module doc. Owned by one task.
 pub struct Producer<S> {
     connection: Connection<S>,
+    connector: Option<Box<dyn Connect<S>>>,
     config: ProducerConfig,
+    /// Set when the configuration is invalid: every send fails with it.
+    config_error: Option<ClientError>,
+    idempotent: bool,
+    /// From InitProducerId, on first use (idempotent producers only).
+    identity: Option<ProducerIdentity>,
+    sequences: Sequences,
+    /// A fatal error (`ProducerFenced`): every later send fails with it.
+    fatal: Option<ClientError>,
     partition_counts: HashMap<String, u32>,
     sticky: StickyPartitioner,
     accumulator: Accumulator<DeliverySender>,
+    /// Built parts not sent yet, in seal order: their partition is at its in-flight bound, or
+    /// waits for an earlier part's retry.
+    waiting: VecDeque<PartitionBatches>,
+    next_seal_index: u64,
     in_flight: VecDeque<InFlight>,
     retries: Vec<Retry>,
 }
@@ -271,19 +324,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         let mut config = config;
         config.requests_in_flight_max =
             config.requests_in_flight_max.clamp(1, connection.config().max_in_flight.saturating_sub(1).max(1));
+        let (idempotent, config_error) = match config.is_idempotent() {
+            Ok(idempotent) => (idempotent, None),
+            Err(error) => (false, Some(error)),
+        };
         Producer {
             connection,
+            connector: None,
             accumulator: Accumulator::new(config.batching, BatchBuilderConfig::default()),
             config,
+            config_error,
+            idempotent,
+            identity: None,
+            sequences: Sequences::default(),
+            fatal: None,
             partition_counts: HashMap::new(),
             sticky: StickyPartitioner::new(),
+            waiting: VecDeque::new(),
+            next_seal_index: 0,
             in_flight: VecDeque::new(),
             retries: Vec::new(),
         }
     }
 
+    /// Replaces a broken connection with one from `connector` instead of failing every
+    /// outstanding delivery (see the module doc).
+    pub fn with_reconnect(mut self, connector: impl Connect<S> + 'static) -> Producer<S> {
+        self.connector = Some(Box::new(connector));
+        self
+    }
+
     pub fn config(&self) -> &ProducerConfig {
         &self.config
+    }
+
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// The producer id and epoch, once an idempotent producer has one.
+    pub fn producer_identity(&self) -> Option<(ProducerId, ProducerEpoch)> {
+        self.identity.map(|identity| (identity.producer_id, identity.producer_epoch))
     }
 
     /// The partition count of `topic`, from Metadata on first use and cached after.
@@ -291,6 +372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         if let Some(&count) = self.partition_counts.get(topic) {
             return Ok(count);
         }
+        self.ensure_connected().await?;
         while !self.connection.can_send() {
             self.receive_oldest().await?;
         }
@@ -327,12 +409,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     }
 
     /// Queues one record, sends whatever batches are ready, settles responses already
-    /// arrived. Fails at once (without queueing) for an unknown topic, a partition out of
-    /// range, or a broken connection; later failures come through the returned future.
+    /// arrived. Fails at once (without queueing) for an invalid configuration, an unknown
+    /// topic, a partition out of range, a broken connection that cannot be replaced, or a
+    /// fenced producer; later failures come through the returned future.
     pub async fn send_record(&mut self, record: ProducerRecord) -> ClientResult<DeliveryFuture> {
-        if let Some(reason) = self.connection.poisoned() {
-            return Err(ClientError::Poisoned(reason.to_owned()));
+        if let Some(error) = self.config_error.as_ref().or(self.fatal.as_ref()) {
+            return Err(error.clone());
         }
+        self.ensure_connected().await?;
         let count = self.partition_count(&record.topic).await?;
         let (partition, sticky) = match (record.partition, &record.key) {
             (Some(partition), _) if partition.0 < count => (partition, false),
@@ -345,6 +429,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             (None, Some(key)) => (partition_for_key(key, count), false),
             (None, None) => (self.sticky.partition(&record.topic, count), true),
         };
+        if self.idempotent && self.identity.is_none() {
+            self.init_producer_id().await?;
+        }
         let (sender, future) = DeliverySender::pair();
         let headers: Vec<(&str, &[u8])> =
             record.headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
@@ -366,7 +453,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     }
 
     /// Sends the batches that are ready (full, lingered, or due for retry) as far as the
-    /// in-flight bound allows without waiting, and settles the responses that have arrived.
+    /// in-flight bounds allow without waiting, and settles the responses that have arrived.
     pub async fn poll(&mut self) -> ClientResult<()> {
         self.settle_arrived()?;
         self.send_ready(false).await?;
@@ -375,9 +462,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
 
     /// Sends everything queued, lingering or not, and waits until every record is
     /// acknowledged or failed for good (retries included). Per-record failures are reported
-    /// through the delivery futures; an error here means the connection failed, and then every
-    /// outstanding delivery has failed with it.
+    /// through the delivery futures; an error here means the connection failed (and could not
+    /// be replaced), and then every outstanding delivery has failed with it.
     pub async fn flush(&mut self) -> ClientResult<()> {
+        // Bounded: every round sends, receives, sleeps until a retry is due, or returns; each
+        // part is sent at most `retries_max + 1` times.
         loop {
             self.send_ready(true).await?;
             if !self.in_flight.is_empty() {
@@ -391,7 +480,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 }
                 continue;
             }
-            if self.accumulator.is_empty() {
+            if self.accumulator.is_empty() && self.waiting.is_empty() {
                 return Ok(());
             }
         }
@@ -405,51 +494,192 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 .iter()
                 .flat_map(|f| f.parts.iter())
                 .chain(self.retries.iter().map(|r| &r.part))
+                .chain(self.waiting.iter())
                 .map(|part| part.senders.len())
                 .sum::<usize>()
     }
 
-    /// Sends ready batches: due retries first, then closed and lingered (or all, when
-    /// `force`) batches, in requests of at most [`REQUEST_PAYLOAD_BYTES_MAX`]. Waits for the
-    /// oldest response when the in-flight bound is reached.
+    /// Gets a producer id and epoch from the broker, retrying retriable errors and (with a
+    /// connector) broken connections.
+    async fn init_producer_id(&mut self) -> ClientResult<()> {
+        let request = InitProducerIdRequest { transactional_id: None, transaction_timeout_ms: 0 };
+        let mut attempt = 0;
+        // Bounded: at most `retries_max + 1` attempts.
+        loop {
+            self.ensure_connected().await?;
+            while !self.connection.can_send() {
+                self.receive_oldest().await?;
+            }
+            let error = match self.connection.call(&request).await {
+                Ok(response) => {
+                    let code = ErrorCode::from_u16(response.error_code);
+                    if code.is_ok() {
+                        self.identity = Some(ProducerIdentity {
+                            producer_id: ProducerId(response.producer_id),
+                            producer_epoch: ProducerEpoch(response.producer_epoch),
+                        });
+                        return Ok(());
+                    }
+                    ClientError::Broker { code, message: "InitProducerId refused".to_owned() }
+                }
+                Err(error) => error,
+            };
+            let reconnectable = self.connector.is_some() && self.connection.poisoned().is_some();
+            if attempt >= self.config.retries_max || !(error.is_retriable() || reconnectable) {
+                return Err(error);
+            }
+            self.connection.sleeper().sleep(self.config.backoff.delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// With a broken connection: without a connector, its error; with one, requeues what was
+    /// in flight on it and connects again (up to `retries_max + 1` attempts, with back-off),
+    /// failing everything outstanding if that does not work.
+    async fn ensure_connected(&mut self) -> ClientResult<()> {
+        let Some(reason) = self.connection.poisoned() else {
+            return Ok(());
+        };
+        let mut error = ClientError::Poisoned(reason.to_owned());
+        if self.connector.is_none() {
+            return Err(self.fail_everything(error));
+        }
+        for in_flight in std::mem::take(&mut self.in_flight) {
+            for part in in_flight.parts {
+                self.requeue(part, &error);
+            }
+        }
+        for attempt in 0..=self.config.retries_max {
+            if attempt > 0 {
+                self.connection.sleeper().sleep(self.config.backoff.delay(attempt - 1)).await;
+            }
+            let Some(connecting) = self.connector.as_ref().map(|connector| connector.connect()) else {
+                break;
+            };
+            match connecting.await {
+                Ok(connection) => {
+                    tracing::debug!(attempt, "producer reconnected");
+                    self.connection = connection;
+                    return Ok(());
+                }
+                Err(connect_error) => error = connect_error,
+            }
+        }
+        Err(self.fail_everything(error))
+    }
+
+    /// A part whose request died with its connection: sent again (first, in seal order) on the
+    /// next connection unless it has used up its attempts.
+    fn requeue(&mut self, part: PartitionBatches, error: &ClientError) {
+        self.sequences.settled(&part.topic, part.partition, part.batches.len());
+        if part.attempts.saturating_sub(1) < self.config.retries_max {
+            self.retries.push(Retry { not_before: Instant::now(), part });
+        } else {
+            part.fail(error);
+        }
+    }
+
+    /// Sends ready parts: built ones and due retries, in seal order, in requests of at most
+    /// [`REQUEST_PAYLOAD_BYTES_MAX`]. Waits for the oldest response when the in-flight bound is
+    /// reached; leaves a part waiting while its partition is at its in-flight bound.
     async fn send_ready(&mut self, force: bool) -> ClientResult<()> {
-        let now = Instant::now();
-        let mut parts: Vec<PartitionBatches> = Vec::new();
-        let (due, later): (Vec<Retry>, Vec<Retry>) =
-            std::mem::take(&mut self.retries).into_iter().partition(|retry| retry.not_before <= now);
-        self.retries = later;
-        parts.extend(due.into_iter().map(|retry| retry.part));
-        let closed = self.accumulator.drain_ready(now, force);
-        parts.extend(self.build_batches(closed));
-        let mut queue: VecDeque<PartitionBatches> = parts.into();
-        while !queue.is_empty() {
+        let closed = self.accumulator.drain_ready(Instant::now(), force);
+        let built = self.build_batches(closed);
+        self.waiting.extend(built);
+        // Bounded: every round sends one request or returns.
+        loop {
+            self.ensure_connected().await?;
+            self.promote_due_retries(Instant::now());
+            if self.sendable().is_empty() {
+                return Ok(());
+            }
             // Backpressure: with the in-flight bound reached, wait for the oldest answer.
             while self.in_flight.len() >= self.config.requests_in_flight_max {
                 self.receive_oldest().await?;
             }
-            let mut request_parts = Vec::new();
-            let mut bytes = 0;
-            while let Some(part) = queue.front() {
-                if !request_parts.is_empty() && bytes + part.bytes() > REQUEST_PAYLOAD_BYTES_MAX {
-                    break;
-                }
-                bytes += part.bytes();
-                request_parts.extend(queue.pop_front());
+            if self.connection.poisoned().is_some() {
+                continue;
             }
-            self.send_request(request_parts).await?;
+            let chosen = self.sendable();
+            if chosen.is_empty() {
+                return Ok(());
+            }
+            let mut parts = Vec::with_capacity(chosen.len());
+            for index in chosen.into_iter().rev() {
+                parts.extend(self.waiting.remove(index));
+            }
+            parts.reverse();
+            self.send_request(parts).await?;
         }
-        Ok(())
     }
 
-    /// Serializes closed batches; merges batches of the same partition into one part, so that
-    /// each partition appears once per request with its batches back to back.
+    /// Moves the retries that are due into `waiting`, which stays in seal order.
+    fn promote_due_retries(&mut self, now: Instant) {
+        let (due, later): (Vec<Retry>, Vec<Retry>) =
+            std::mem::take(&mut self.retries).into_iter().partition(|retry| retry.not_before <= now);
+        self.retries = later;
+        if due.is_empty() {
+            return;
+        }
+        self.waiting.extend(due.into_iter().map(|retry| retry.part));
+        self.waiting.make_contiguous().sort_by_key(|part| part.seal_index);
+    }
+
+    /// Indexes into `waiting` (ascending) of the parts the next request takes: each partition
+    /// at most once, in seal order; with idempotence, not past a partition's in-flight bound nor
+    /// ahead of an earlier part of the partition that waits for its retry.
+    fn sendable(&self) -> Vec<usize> {
+        let mut chosen = Vec::new();
+        let mut seen: Vec<(&str, PartitionId)> = Vec::new();
+        let mut bytes = 0;
+        for (index, part) in self.waiting.iter().enumerate() {
+            let slot = (part.topic.as_str(), part.partition);
+            if seen.contains(&slot) {
+                continue;
+            }
+            seen.push(slot);
+            if self.idempotent {
+                let retry_pending = self.retries.iter().any(|retry| {
+                    retry.part.topic == part.topic
+                        && retry.part.partition == part.partition
+                        && retry.part.seal_index < part.seal_index
+                });
+                if retry_pending || !self.sequences.may_send(&part.topic, part.partition, part.batches.len()) {
+                    continue;
+                }
+            }
+            if !chosen.is_empty() && bytes + part.bytes() > REQUEST_PAYLOAD_BYTES_MAX {
+                break;
+            }
+            bytes += part.bytes();
+            chosen.push(index);
+        }
+        chosen
+    }
+
+    /// Serializes closed batches, stamping each with its partition's next sequence when
+    /// idempotent; merges batches of the same partition into parts (at most five batches each
+    /// when idempotent), in seal order.
     fn build_batches(&mut self, closed: Vec<ClosedBatch<DeliverySender>>) -> Vec<PartitionBatches> {
-        let mut merged: BTreeMap<(String, PartitionId), PartitionBatches> = BTreeMap::new();
+        let batches_per_part_max = if self.idempotent { BATCHES_IN_FLIGHT_PER_PARTITION_MAX } else { usize::MAX };
+        let mut parts: Vec<PartitionBatches> = Vec::new();
         for batch in closed {
             if let Some(&count) = self.partition_counts.get(&batch.topic) {
                 self.sticky.batch_closed(&batch.topic, batch.partition, count);
             }
-            let built = match batch.builder.build() {
+            let mut builder = batch.builder;
+            if self.idempotent {
+                let Some(identity) = self.identity else {
+                    let error = ClientError::InvalidArgument("idempotent batch without a producer id".to_owned());
+                    for sender in batch.tokens {
+                        sender.complete(Err(error.clone()));
+                    }
+                    continue;
+                };
+                let sequence = self.sequences.assign(&batch.topic, batch.partition, builder.record_count());
+                builder.set_producer(identity.producer_id, identity.producer_epoch, sequence);
+            }
+            let built = match builder.build() {
                 Ok(built) => built,
                 Err(error) => {
                     let error = ClientError::from(error);
@@ -459,17 +689,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                     continue;
                 }
             };
-            let part = merged.entry((batch.topic.clone(), batch.partition)).or_insert_with(|| PartitionBatches {
-                topic: batch.topic,
-                partition: batch.partition,
-                batches: Vec::new(),
-                senders: Vec::new(),
-                attempts: 0,
-            });
+            let open =
+                parts.iter_mut().rev().find(|part| part.topic == batch.topic && part.partition == batch.partition);
+            let part = match open {
+                Some(part) if part.batches.len() < batches_per_part_max => part,
+                _ => {
+                    let seal_index = self.next_seal_index;
+                    self.next_seal_index += 1;
+                    parts.push(PartitionBatches {
+                        topic: batch.topic,
+                        partition: batch.partition,
+                        batches: Vec::new(),
+                        senders: Vec::new(),
+                        attempts: 0,
+                        seal_index,
+                    });
+                    let Some(part) = parts.last_mut() else { continue };
+                    part
+                }
+            };
             part.batches.push(built);
             part.senders.extend(batch.tokens);
         }
-        merged.into_values().collect()
+        parts
     }
 
     async fn send_request(&mut self, mut parts: Vec<PartitionBatches>) -> ClientResult<()> {
@@ -489,7 +731,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         let request = ProduceRequest { acks: self.config.acks.as_i16(), timeout_ms: self.config.timeout_ms, topics };
         match self.connection.send(&request, payload).await {
             Ok(pending) => {
+                for part in &parts {
+                    self.sequences.sent(&part.topic, part.partition, part.batches.len());
+                }
                 self.in_flight.push_back(InFlight { pending, parts });
+                Ok(())
+            }
+            Err(error) if self.connector.is_some() && self.connection.poisoned().is_some() => {
+                for part in parts {
+                    self.sequences.sent(&part.topic, part.partition, part.batches.len());
+                    self.requeue(part, &error);
+                }
                 Ok(())
             }
             Err(error) => {
@@ -515,6 +767,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         match self.connection.is_ready(&oldest.pending) {
             Ok(true) => {}
             Ok(false) => return Ok(false),
+            // The next send reconnects and requeues what was in flight.
+            Err(_) if self.connector.is_some() => return Ok(false),
             Err(error) => return Err(self.fail_everything(error)),
         }
         let Some(oldest) = self.in_flight.pop_front() else {
@@ -543,27 +797,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     ) -> ClientResult<()> {
         let response = match response {
             Ok(response) => response.body,
-            Err(error) if error.is_retriable() && self.connection.poisoned().is_none() => {
-                // The whole request was refused with a retriable code (e.g. throttled_busy).
+            Err(error) if self.connection.poisoned().is_some() && self.connector.is_some() => {
                 for part in parts {
-                    self.retry_or_fail(part, error.clone());
-                }
-                return Ok(());
-            }
-            Err(error) if self.connection.poisoned().is_none() => {
-                for part in parts {
-                    part.fail(&error);
+                    self.requeue(part, &error);
                 }
                 return Ok(());
             }
             Err(error) => {
-                for part in parts {
-                    part.fail(&error);
+                for part in &parts {
+                    self.sequences.settled(&part.topic, part.partition, part.batches.len());
                 }
-                return Err(self.fail_everything(error));
+                if self.connection.poisoned().is_some() {
+                    for part in parts {
+                        part.fail(&error);
+                    }
+                    return Err(self.fail_everything(error));
+                }
+                // The whole request was refused; retry it if the code says so (e.g. throttled_busy).
+                let retriable = error.is_retriable();
+                for part in parts {
+                    self.retry_or_fail(part, error.clone(), retriable);
+                }
+                return Ok(());
             }
         };
         for part in parts {
+            self.sequences.settled(&part.topic, part.partition, part.batches.len());
             let answer = response
                 .topics
                 .iter()
@@ -590,25 +849,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 }
                 continue;
             }
-            let error = ClientError::Partition {
-                topic: part.topic.clone(),
-                partition: part.partition,
-                code,
-                message: answer.error_message.clone(),
-            };
             if code == ErrorCode::NotLeader || code == ErrorCode::UnknownTopicOrPartition {
                 // Partition counts may have changed: ask again on next use.
                 self.partition_counts.remove(&part.topic);
             }
-            self.retry_or_fail(part, error);
+            // A gap behind an earlier batch of the partition that is being retried is not lost
+            // data: this batch goes again after it.
+            let retriable =
+                code.is_retriable() || (code == ErrorCode::OutOfOrderSequence && self.earlier_part_pending(&part));
+            let message = match code {
+                ErrorCode::OutOfOrderSequence | ErrorCode::ProducerFenced => format!(
+                    "idempotent producer {:?}: {} (records of this batch are not appended; {})",
+                    self.identity.map(|identity| (identity.producer_id.0, identity.producer_epoch.0)),
+                    answer.error_message,
+                    if code == ErrorCode::ProducerFenced {
+                        "a newer producer has this id: this one stops"
+                    } else {
+                        "the broker lost track of this producer's sequence"
+                    }
+                ),
+                _ => answer.error_message.clone(),
+            };
+            let error = ClientError::Partition { topic: part.topic.clone(), partition: part.partition, code, message };
+            if code == ErrorCode::ProducerFenced {
+                self.fatal = Some(error.clone());
+            }
+            self.retry_or_fail(part, error, retriable);
         }
         Ok(())
     }
 
-    fn retry_or_fail(&mut self, part: PartitionBatches, error: ClientError) {
+    /// Whether a part of the same partition sealed before `part` is still unsettled.
+    fn earlier_part_pending(&self, part: &PartitionBatches) -> bool {
+        let earlier = |other: &PartitionBatches| {
+            other.topic == part.topic && other.partition == part.partition && other.seal_index < part.seal_index
+        };
+        self.retries.iter().any(|retry| earlier(&retry.part))
+            || self.waiting.iter().any(earlier)
+            || self.in_flight.iter().flat_map(|f| f.parts.iter()).any(earlier)
+    }
+
+    fn retry_or_fail(&mut self, part: PartitionBatches, error: ClientError, retriable: bool) {
         // attempts counts the first send: retries so far = attempts - 1.
         let retries_done = part.attempts.saturating_sub(1);
-        if error.is_retriable() && retries_done < self.config.retries_max {
+        if retriable && retries_done < self.config.retries_max {
             let delay: Duration = self.config.backoff.delay(retries_done);
             self.retries.push(Retry { not_before: Instant::now() + delay, part });
         } else {
@@ -616,15 +900,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         }
     }
 
-    /// The connection is gone: fail every record queued, in flight or waiting for a retry.
+    /// The connection is gone for good: fail every record queued, waiting, in flight or waiting
+    /// for a retry.
     fn fail_everything(&mut self, error: ClientError) -> ClientError {
         for in_flight in self.in_flight.drain(..) {
             for part in in_flight.parts {
+                self.sequences.settled(&part.topic, part.partition, part.batches.len());
                 part.fail(&error);
             }
         }
         for retry in self.retries.drain(..) {
             retry.part.fail(&error);
+        }
+        for part in self.waiting.drain(..) {
+            part.fail(&error);
         }
         for batch in self.accumulator.drain_ready(Instant::now(), true) {
             for sender in batch.tokens {

@@ -13,8 +13,12 @@ use super::accumulator::AccumulatorConfig;
 use super::connection::ConnectionConfig;
 use super::consumer::decode_batches;
 use super::fake_broker::{connection, Handler};
-use super::{partition_for_key, Backoff, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo};
+use super::{
+    partition_for_key, Acks, Backoff, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo,
+};
+use crate::group::producer_state::{PartitionProducerState, ProducerBatch, SequenceCheck};
 use crate::model::{LeaderEpoch, Offset, PartitionId};
+use crate::protocol::InitProducerIdResponse;
 use crate::protocol::{
     decode_envelope_owned, encode_error_response, encode_response, payload_slice, ApiKey, ErrorCode,
     FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse, Frame, ListOffsetsPartitionResponse,
@@ -166,6 +170,12 @@ struct MiniBroker {
     next_offset: HashMap<u32, u64>,
     produce_requests: usize,
     fail_produces: usize,
+    /// Idempotence, with the broker's own rules.
+    producers: HashMap<u32, PartitionProducerState>,
+    producer_ids_given: i64,
+    /// Produce requests (1-based numbers) that are applied but whose answer is lost: the
+    /// connection then ends, as if it dropped after the append.
+    lose_answers_to: Vec<usize>,
 }
 
 fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
@@ -194,17 +204,52 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                         } else {
                             let mut at = 0;
                             let mut next = base;
+                            let mut outcome = (ErrorCode::None, None);
                             while at < range.len() {
                                 let length = peek_batch_length(&range[at..]).unwrap() as usize;
                                 let mut batch = range[at..at + length].to_vec();
+                                at += length;
                                 let header = validate(&batch).expect("the producer's batch is valid");
+                                let state = broker.producers.entry(p.partition).or_default();
+                                let (id, epoch, sequence, count) = (
+                                    header.producer_id,
+                                    header.producer_epoch,
+                                    header.base_sequence,
+                                    header.record_count,
+                                );
+                                let check = if id.0 < 0 {
+                                    SequenceCheck::Accept
+                                } else {
+                                    state.check(id, epoch, sequence, count)
+                                };
+                                match check {
+                                    SequenceCheck::Accept => {}
+                                    SequenceCheck::Duplicate(original) => {
+                                        outcome.1.get_or_insert(original.0);
+                                        continue;
+                                    }
+                                    refused => {
+                                        outcome.0 = refused.error_code();
+                                        break;
+                                    }
+                                }
+                                state.record(&ProducerBatch {
+                                    producer_id: id,
+                                    producer_epoch: epoch,
+                                    base_sequence: sequence,
+                                    record_count: count,
+                                    base_offset: Offset(next),
+                                });
                                 stamp(&mut batch, Offset(next), LeaderEpoch(0)).unwrap();
+                                outcome.1.get_or_insert(next);
                                 next += u64::from(header.record_count);
                                 broker.logs.entry(p.partition).or_default().push(batch);
-                                at += length;
                             }
                             broker.next_offset.insert(p.partition, next);
-                            (ErrorCode::None, base)
+                            match outcome {
+                                (ErrorCode::None, first) => (ErrorCode::None, first.unwrap_or(base)),
+                                (code, _) => (code, OFFSET_UNKNOWN),
+                            }
                         };
                         partitions.push(ProducePartitionResponse {
                             partition: p.partition,
@@ -216,7 +261,15 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                     }
                     topics.push(ProduceTopicResponse { name: topic.name.clone(), partitions });
                 }
+                if broker.lose_answers_to.contains(&broker.produce_requests) {
+                    return Vec::new();
+                }
                 respond(&frame, &ProduceResponse { topics }, Vec::new())
+            }
+            k if k == ApiKey::InitProducerId.as_u16() => {
+                broker.producer_ids_given += 1;
+                let producer_id = 41 + broker.producer_ids_given;
+                respond(&frame, &InitProducerIdResponse { error_code: 0, producer_id, producer_epoch: 0 }, Vec::new())
             }
             k if k == ApiKey::ListOffsets.as_u16() => {
                 let request: ListOffsetsRequest = decode_envelope_owned(frame.envelope.as_slice()).unwrap();
@@ -432,4 +485,131 @@ fn consumer_reads_back_and_reports_out_of_range() {
         assert_eq!(consumer.poll().await.unwrap().len(), 5);
         assert_eq!(consumer.seek("t", PartitionId(0), SeekTo::Latest).await.unwrap(), Offset(5));
     });
+}
+
+/// The stored records of one partition of the mini broker, as (offset, value), and the base
+/// sequences of its batches.
+fn stored(broker: &MiniBroker, partition: u32) -> (Vec<(u64, Bytes)>, Vec<i32>) {
+    let topic: Rc<str> = Rc::from("t");
+    let mut records = Vec::new();
+    let mut sequences = Vec::new();
+    for batch in broker.logs.get(&partition).into_iter().flatten() {
+        sequences.push(validate(batch).unwrap().base_sequence);
+        let (decoded, _) = decode_batches(&topic, PartitionId(partition), batch, Offset(0)).unwrap();
+        records.extend(decoded.into_iter().map(|record| (record.offset.0, record.value)));
+    }
+    (records, sequences)
+}
+
+/// Guards the idempotent producer over dropped connections: answers to several produce
+/// requests are lost after the broker appended them and the connection ends; the producer
+/// reconnects through its connector, sends the same batches again with the same sequences,
+/// the broker recognises them as duplicates, and every partition holds each record exactly
+/// once, in send order, with the offsets the deliveries reported.
+#[test]
+fn idempotent_producer_reconnects_and_never_duplicates() {
+    let state = Rc::new(RefCell::new(MiniBroker {
+        partitions: 3,
+        lose_answers_to: vec![2, 5, 6, 11],
+        ..MiniBroker::default()
+    }));
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+    let connects = Rc::new(RefCell::new(0));
+    let connector = {
+        let (state, connects) = (Rc::clone(&state), Rc::clone(&connects));
+        move || {
+            *connects.borrow_mut() += 1;
+            let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+            async move { Ok(conn) }
+        }
+    };
+    let mut producer =
+        Producer::new(conn, ProducerConfig { retries_max: 10, ..small_batches() }).with_reconnect(connector);
+    assert!(producer.is_idempotent(), "acks = all turns idempotence on by default");
+    block_on(async {
+        let mut sent = Vec::new();
+        for i in 0..120u32 {
+            let key = Bytes::from(format!("key-{}", i % 5));
+            let value = Bytes::from(format!("value-{i}"));
+            let delivery = producer.send("t", Some(key.clone()), value.clone(), Vec::new()).await.unwrap();
+            sent.push((key, value, delivery));
+        }
+        producer.flush().await.unwrap();
+        assert_eq!(producer.outstanding(), 0);
+        assert_eq!(producer.producer_identity().map(|(id, epoch)| (id.0, epoch.0)), Some((42, 0)));
+        let broker = state.borrow();
+        assert_eq!(broker.producer_ids_given, 1, "the producer keeps its id across reconnections");
+        assert!(*connects.borrow() >= 3, "every lost answer ended a connection");
+        let mut expected: HashMap<u32, Vec<(u64, Bytes)>> = HashMap::new();
+        for (key, value, delivery) in sent {
+            let delivery = delivery.await.expect("delivered");
+            assert_eq!(delivery.partition, partition_for_key(&key, 3));
+            expected.entry(delivery.partition.0).or_default().push((delivery.offset.unwrap().0, value));
+        }
+        for (partition, delivered) in expected {
+            let (records, sequences) = stored(&broker, partition);
+            assert_eq!(records, delivered, "partition {partition}: exactly once, in order, at the reported offsets");
+            assert!(sequences.windows(2).all(|w| w[0] < w[1]), "sequences grow: {sequences:?}");
+            assert_eq!(sequences.first(), Some(&0));
+        }
+    });
+}
+
+/// Guards Kafka's configuration rule: idempotence is off by default with acks != all (no
+/// producer id asked, batches carry none), and asking for it with acks != all is refused.
+#[test]
+fn idempotence_follows_acks() {
+    let state = Rc::new(RefCell::new(MiniBroker { partitions: 1, ..MiniBroker::default() }));
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+    let mut producer = Producer::new(conn, ProducerConfig { acks: Acks::Leader, ..small_batches() });
+    assert!(!producer.is_idempotent());
+    block_on(async {
+        let delivery = producer.send("t", None, Bytes::from_static(b"a"), Vec::new()).await.unwrap();
+        producer.flush().await.unwrap();
+        assert_eq!(delivery.await.unwrap().offset, Some(Offset(0)));
+    });
+    assert_eq!(state.borrow().producer_ids_given, 0);
+    assert_eq!(stored(&state.borrow(), 0).1, [crate::storage::batch::BASE_SEQUENCE_NONE]);
+
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+    let config = ProducerConfig { acks: Acks::Leader, idempotence: Some(true), ..small_batches() };
+    assert!(config.is_idempotent().is_err());
+    let mut producer = Producer::new(conn, config);
+    block_on(async {
+        let err = producer.send("t", None, Bytes::from_static(b"a"), Vec::new()).await.unwrap_err();
+        assert!(matches!(&err, ClientError::InvalidArgument(message) if message.contains("acks")), "{err}");
+    });
+}
+
+/// Guards the fatal codes: a broker that lost the producer's sequence answers
+/// `OutOfOrderSequence`, and the deliveries of that batch fail with it (not retried, not
+/// reported as success).
+#[test]
+fn out_of_order_sequence_fails_the_delivery() {
+    let state = Rc::new(RefCell::new(MiniBroker { partitions: 1, ..MiniBroker::default() }));
+    // The broker already saw sequences 0..10 of producer 42 epoch 0: the producer's 0 is a gap.
+    state.borrow_mut().producers.entry(0).or_default().record(&ProducerBatch {
+        producer_id: crate::model::ProducerId(42),
+        producer_epoch: crate::model::ProducerEpoch(0),
+        base_sequence: 0,
+        record_count: 10,
+        base_offset: Offset(0),
+    });
+    state.borrow_mut().producers.entry(0).or_default().record(&ProducerBatch {
+        producer_id: crate::model::ProducerId(42),
+        producer_epoch: crate::model::ProducerEpoch(0),
+        base_sequence: 10,
+        record_count: 1,
+        base_offset: Offset(10),
+    });
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+    let mut producer = Producer::new(conn, small_batches());
+    block_on(async {
+        let a = producer.send("t", None, Bytes::from_static(b"ab"), Vec::new()).await.unwrap();
+        producer.flush().await.unwrap();
+        let err = a.await.unwrap_err();
+        assert_eq!(err.error_code(), Some(ErrorCode::OutOfOrderSequence), "{err}");
+        assert!(err.to_string().contains("idempotent producer"), "{err}");
+    });
+    assert_eq!(state.borrow().produce_requests, 1, "not retried");
 }

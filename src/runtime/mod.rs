@@ -14,7 +14,7 @@ use std::time::Duration;
 use glommio::net::TcpStream;
 use glommio::LocalExecutorBuilder;
 
-use crate::client::{Connection, ConnectionConfig, Sleeper};
+use crate::client::{ClientError, Connect, Connection, ConnectionConfig, Sleeper};
 
 /// Default bound on establishing a TCP connection.
 pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5_000;
@@ -44,6 +44,12 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStrea
 pub async fn open_connection(addr: SocketAddr, config: ConnectionConfig) -> io::Result<Connection<TcpStream>> {
     let stream = connect(addr, Duration::from_millis(CONNECT_TIMEOUT_MS_DEFAULT)).await?;
     Ok(Connection::new(stream, config, Rc::new(GlommioSleeper)))
+}
+
+/// A [`Connect`] for [`crate::client::Producer::with_reconnect`]: each call opens a new TCP
+/// connection to `addr` (within [`CONNECT_TIMEOUT_MS_DEFAULT`]) with `config`.
+pub fn tcp_connector(addr: SocketAddr, config: ConnectionConfig) -> impl Connect<TcpStream> {
+    move || async move { open_connection(addr, config).await.map_err(ClientError::from) }
 }
 
 /// Runs `make()`'s future to completion on a new single `LocalExecutor` on this thread.

@@ -12,4 +12,5 @@ pub mod metadata;
 pub mod notify;
 pub mod ops;
 pub mod placement;
+pub mod producer_ids;
 pub mod state;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::model::{ProducerEpoch, ProducerId};
 use crate::protocol::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupRequest, DescribeGroupResponse,
     ErrorCode, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
@@ -60,6 +61,10 @@ pub enum ShardOp {
     ApplyTopics {
         table: Arc<TopicTable>,
     },
+    /// On shard 0: hand out a producer id and epoch (InitProducerId).
+    InitProducerId {
+        transactional_id: Option<String>,
+    },
     /// On a group's coordinator shard: one group request, already validated and deserialized
     /// (owned, plain data) by the connection's shard.
     Group(GroupOp),
@@ -109,6 +114,10 @@ pub enum ShardReply {
     ListOffsets(Vec<PartitionResult<(u64, i64)>>),
     PartitionInfo(Vec<PartitionResult<()>>),
     Group(GroupReply),
+    ProducerId {
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+    },
     Done,
     /// The op could not run at all (shutting down, unknown op for the state).
     Failed {

@@ -14,6 +14,8 @@ use super::mesh::MeshRouter;
 use super::notify::LocalNotify;
 use super::ops::TopicPartition;
 use super::placement::{owner_shard, ShardId};
+use super::producer_ids::ProducerIdBlocks;
+use crate::group::producer_state::PartitionProducerState;
 use crate::group::{GroupConfig, GroupCoordinator, HEARTBEAT_INTERVAL_MS_DEFAULT};
 use crate::model::{Offset, PartitionId};
 use crate::server::topics::TopicTable;
@@ -54,11 +56,23 @@ pub struct PartitionHandle {
     /// Fired after every append, for waiting fetches.
     pub appended: LocalNotify,
     durability: Durability,
+    /// The idempotent producers' last batches here (rebuilt from the log at open). Never
+    /// borrowed across an `.await`.
+    pub producers: RefCell<PartitionProducerState>,
+    /// Held by an idempotent append from its sequence check until its offsets are assigned and
+    /// recorded, so that two pipelined batches of one producer cannot both pass the check.
+    pub producer_lock: glommio::sync::Semaphore,
 }
 
 impl PartitionHandle {
-    pub fn new(log: Rc<PartitionLog>, durability: Durability) -> Self {
-        PartitionHandle { log, appended: LocalNotify::default(), durability }
+    pub fn new(log: Rc<PartitionLog>, durability: Durability, producers: PartitionProducerState) -> Self {
+        PartitionHandle {
+            log,
+            appended: LocalNotify::default(),
+            durability,
+            producers: RefCell::new(producers),
+            producer_lock: glommio::sync::Semaphore::new(1),
+        }
     }
 
     /// The offset up to which consumers may read. With `--fsync always` it is the durable
@@ -96,6 +110,9 @@ pub struct Shard {
     pub group_write_lock: glommio::sync::Semaphore,
     /// A reload of the coordinator from the offsets topic is under way.
     pub groups_reloading: Cell<bool>,
+    /// The producer-id allocator (shard 0 only), loaded from its file on first use. Never
+    /// borrowed across an `.await`.
+    pub producer_ids: RefCell<Option<ProducerIdBlocks>>,
     /// The zero of [`Shard::now_ms`].
     started_at: std::time::Instant,
 }
@@ -118,6 +135,7 @@ impl Shard {
             requests_in_flight: Cell::new(0),
             group_write_lock: glommio::sync::Semaphore::new(1),
             groups_reloading: Cell::new(false),
+            producer_ids: RefCell::new(None),
             started_at: std::time::Instant::now(),
         })
     }

@@ -309,6 +309,47 @@ impl SegmentReader {
     }
 }
 
+impl SegmentReader {
+    /// Visits the header of every batch in `[position, end_position)`, oldest first, stepping
+    /// from header to header by each batch's length: records are not decoded and CRCs are not
+    /// checked (the caller walks a segment that recovery already checked). Reads in chunks of
+    /// [`READ_CHUNK_BYTES`]; a batch larger than a chunk is skipped without reading its body.
+    /// Stops at the first header that does not parse (zeros: the end of the written data).
+    pub async fn walk_headers(
+        &self,
+        mut position: u64,
+        end_position: u64,
+        mut visit: impl FnMut(&super::batch::BatchHeader),
+    ) -> StorageResult<()> {
+        use super::batch::{BatchHeader, BATCH_HEADER_BYTES};
+        // Bounded: every round either returns or moves `position` forward by a whole batch.
+        while position + BATCH_HEADER_BYTES as u64 <= end_position {
+            let want = READ_CHUNK_BYTES.min((end_position - position) as usize);
+            let chunk = self.read_range(position, want).await?;
+            let mut consumed: usize = 0;
+            loop {
+                let Some(rest) = chunk.get(consumed..).filter(|rest| rest.len() >= BATCH_HEADER_BYTES) else {
+                    break;
+                };
+                let Ok(header) = BatchHeader::parse(rest) else {
+                    return Ok(());
+                };
+                let length = header.batch_length as usize;
+                if length == 0 {
+                    return Ok(());
+                }
+                visit(&header);
+                consumed += length;
+            }
+            if consumed == 0 {
+                return Ok(()); // a short read at the end of the file
+            }
+            position += consumed as u64;
+        }
+        Ok(())
+    }
+}
+
 fn torn(needed: u32, available: u64) -> ScanStop {
     ScanStop::Corrupt(super::batch::BatchError::TooShort { needed: needed as usize, got: available as usize })
 }

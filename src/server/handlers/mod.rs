@@ -8,6 +8,7 @@ pub mod delete_topic;
 pub mod describe_group;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod init_producer_id;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
@@ -29,7 +30,7 @@ use crate::shard::state::Shard;
 
 /// APIs this build declares in `protocol` but the broker does not serve yet: answered
 /// `UnknownApiKey` and left out of ApiVersions.
-pub const NOT_SERVED: [ApiKey; 1] = [ApiKey::InitProducerId];
+pub const NOT_SERVED: [ApiKey; 0] = [];
 
 /// Runs the request in `frame` and returns the response frame; a request that cannot be
 /// served gets an `ErrorResponse` with a stable code.
@@ -50,8 +51,7 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: OwnedFrame) -> Result<EncodedFra
         Ok(ApiKey::OffsetFetch) => offset_fetch::handle(shard, to, &frame).await,
         Ok(ApiKey::DescribeGroup) => describe_group::handle(shard, to, &frame).await,
         Ok(ApiKey::ListGroups) => list_groups::handle(shard, to, &frame).await,
-        // Declared in `protocol` but not served yet (see `NOT_SERVED`).
-        Ok(key @ ApiKey::InitProducerId) => Err(ProtocolError::UnknownApiKey(key.as_u16())),
+        Ok(ApiKey::InitProducerId) => init_producer_id::handle(shard, to, &frame).await,
         Err(error) => Err(error),
     };
     match result {

@@ -51,6 +51,14 @@ impl BatchBuilder {
         BatchBuilder { config, records: Vec::new(), estimated_bytes: BATCH_OVERHEAD_BYTES_MAX }
     }
 
+    /// Stamps the producer identity and base sequence the batch will carry (an idempotent
+    /// producer assigns the sequence when it seals the batch, not when it opens it).
+    pub fn set_producer(&mut self, producer_id: ProducerId, producer_epoch: ProducerEpoch, base_sequence: i32) {
+        self.config.producer_id = producer_id;
+        self.config.producer_epoch = producer_epoch;
+        self.config.base_sequence = base_sequence;
+    }
+
     /// Appends a record; its offset delta is its position in the batch. Copies the data.
     pub fn push(&mut self, timestamp: TimestampMs, key: Option<&[u8]>, value: &[u8], headers: &[(&str, &[u8])]) {
         let offset_delta = u32::try_from(self.records.len()).unwrap_or(u32::MAX);

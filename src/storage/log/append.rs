@@ -36,14 +36,29 @@ impl PartitionLog {
     /// On `Err` the batch may or may not be in the log. After a failed write or fdatasync the
     /// log is poisoned and every later append fails until the log is reopened.
     pub async fn append(&self, batch: BytesMut, leader_epoch: LeaderEpoch) -> StorageResult<AppendInfo> {
-        let next_offset = self.append_without_sync(batch, leader_epoch).await?;
-        if self.config.durability == Durability::Always {
-            self.sync_to(next_offset.next_offset).await?;
-        }
-        Ok(next_offset)
+        let appended = self.append_without_sync(batch, leader_epoch).await?;
+        self.await_durability(appended.next_offset).await?;
+        Ok(appended)
     }
 
-    async fn append_without_sync(&self, mut batch: BytesMut, leader_epoch: LeaderEpoch) -> StorageResult<AppendInfo> {
+    /// Resolves once everything below `next_offset` has the durability the log's policy
+    /// promises: synced with `Durability::Always`, at once otherwise. [`Self::append`] is
+    /// [`Self::append_without_sync`] followed by this.
+    pub async fn await_durability(&self, next_offset: Offset) -> StorageResult<()> {
+        if self.config.durability == Durability::Always {
+            self.sync_to(next_offset).await?;
+        }
+        Ok(())
+    }
+
+    /// The first half of [`Self::append`]: assigns the offsets and copies the batch into the
+    /// log (readable from then on), without waiting for the durability policy. Appends finish
+    /// this half in the order they call it.
+    pub async fn append_without_sync(
+        &self,
+        mut batch: BytesMut,
+        leader_epoch: LeaderEpoch,
+    ) -> StorageResult<AppendInfo> {
         let header = BatchHeader::parse(&batch)?;
         let batch_bytes = batch.len();
         if header.batch_length as usize != batch_bytes {

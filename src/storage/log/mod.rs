@@ -14,6 +14,7 @@
 
 mod append;
 mod open;
+mod producers;
 mod read;
 mod retention;
 #[cfg(test)]
