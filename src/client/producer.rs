@@ -568,12 +568,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         Err(self.fail_everything(error))
     }
 
-    /// A part whose request died with its connection: sent again (first, in seal order) on the
-    /// next connection unless it has used up its attempts.
+    /// A part whose request died with its connection: sent again (in seal order, after the
+    /// back-off of its retry count) on the next connection unless it has used up its attempts.
     fn requeue(&mut self, part: PartitionBatches, error: &ClientError) {
         self.sequences.settled(&part.topic, part.partition, part.batches.len());
-        if part.attempts.saturating_sub(1) < self.config.retries_max {
-            self.retries.push(Retry { not_before: Instant::now(), part });
+        let retries_done = part.attempts.saturating_sub(1);
+        if retries_done < self.config.retries_max {
+            let not_before = Instant::now() + self.config.backoff.delay(retries_done);
+            self.retries.push(Retry { not_before, part });
         } else {
             part.fail(error);
         }

@@ -537,15 +537,15 @@ fn idempotent_producer_reconnects_and_never_duplicates() {
         producer.flush().await.unwrap();
         assert_eq!(producer.outstanding(), 0);
         assert_eq!(producer.producer_identity().map(|(id, epoch)| (id.0, epoch.0)), Some((42, 0)));
-        let broker = state.borrow();
-        assert_eq!(broker.producer_ids_given, 1, "the producer keeps its id across reconnections");
-        assert!(*connects.borrow() >= 3, "every lost answer ended a connection");
         let mut expected: HashMap<u32, Vec<(u64, Bytes)>> = HashMap::new();
         for (key, value, delivery) in sent {
             let delivery = delivery.await.expect("delivered");
             assert_eq!(delivery.partition, partition_for_key(&key, 3));
             expected.entry(delivery.partition.0).or_default().push((delivery.offset.unwrap().0, value));
         }
+        let broker = state.borrow();
+        assert_eq!(broker.producer_ids_given, 1, "the producer keeps its id across reconnections");
+        assert!(*connects.borrow() >= 3, "every lost answer ended a connection");
         for (partition, delivered) in expected {
             let (records, sequences) = stored(&broker, partition);
             assert_eq!(records, delivered, "partition {partition}: exactly once, in order, at the reported offsets");

@@ -163,9 +163,9 @@ impl PartitionProducerState {
 /// Hands out producer ids and epochs (InitProducerId). One per broker (on shard 0), until the
 /// cluster has a controller to hand out id blocks.
 ///
-/// Ids must never be reused across restarts: the broker persists [`Self::next_producer_id`]
-/// (in blocks, e.g. every 1 000 ids, writing `next + 1000` before handing out `next`) and
-/// restores with [`ProducerIdManager::new`] from the persisted value.
+/// Ids must never be reused across restarts: the broker persists a bound above
+/// [`Self::next_producer_id`] in blocks before handing out an id of the block, and restores
+/// with [`ProducerIdManager::new`] from the persisted bound (`crate::shard::producer_ids`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerIdManager {
     next_producer_id: i64,

@@ -327,10 +327,7 @@ impl SegmentReader {
             let want = READ_CHUNK_BYTES.min((end_position - position) as usize);
             let chunk = self.read_range(position, want).await?;
             let mut consumed: usize = 0;
-            loop {
-                let Some(rest) = chunk.get(consumed..).filter(|rest| rest.len() >= BATCH_HEADER_BYTES) else {
-                    break;
-                };
+            while let Some(rest) = chunk.get(consumed..).filter(|rest| rest.len() >= BATCH_HEADER_BYTES) {
                 let Ok(header) = BatchHeader::parse(rest) else {
                     return Ok(());
                 };
