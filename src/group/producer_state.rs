@@ -15,6 +15,12 @@ use crate::protocol::ErrorCode;
 /// many batches in flight per partition, so a retry is always one of them.
 pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
 
+/// Producers remembered per partition. Producer ids cost the client nothing (InitProducerId,
+/// or any id written into a batch header), so the state is bounded: past this many, the
+/// producer whose newest batch is the oldest is forgotten, and it is then accepted at any
+/// sequence, like a producer whose batches retention deleted. About 200 bytes per producer.
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
+
 /// What to do with an idempotent batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SequenceCheck {
@@ -126,6 +132,9 @@ impl PartitionProducerState {
         if batch.producer_id == ProducerId::NONE {
             return;
         }
+        if !self.producers.contains_key(&batch.producer_id) && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX {
+            self.forget_least_recent();
+        }
         let entry = self
             .producers
             .entry(batch.producer_id)
@@ -142,6 +151,24 @@ impl PartitionProducerState {
         while entry.batches.len() > PRODUCER_BATCHES_REMEMBERED {
             entry.batches.pop_front();
         }
+    }
+
+    /// Forgets the producer whose newest batch has the lowest offset (linear: runs only when a
+    /// new producer arrives at the bound).
+    fn forget_least_recent(&mut self) {
+        let oldest = self
+            .producers
+            .iter()
+            .min_by_key(|(_, entry)| entry.batches.back().map(|batch| batch.base_offset))
+            .map(|(id, _)| *id);
+        if let Some(id) = oldest {
+            self.producers.remove(&id);
+        }
+    }
+
+    /// Producers remembered.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
     }
 
     /// Rebuilds the state from the log's batch headers, oldest first. Batches without a
@@ -286,6 +313,22 @@ mod tests {
         let replayed = PartitionProducerState::replay(&batches);
         assert_eq!(replayed, live);
         assert_eq!(replayed.check(P, ProducerEpoch(1), 9, 3), SequenceCheck::Duplicate(Offset(21)));
+    }
+
+    /// Guards the memory bound: past the bound, the least recently appended producer is
+    /// forgotten (and then accepted at any sequence); the others keep their state.
+    #[test]
+    fn producers_per_partition_are_bounded() {
+        let mut state = PartitionProducerState::new();
+        let max = PRODUCERS_PER_PARTITION_MAX as i64;
+        for id in 0..=max {
+            state.record(&ProducerBatch { producer_id: ProducerId(id), ..batch(0, 0, 1, id as u64) });
+        }
+        assert_eq!(state.producer_count(), PRODUCERS_PER_PARTITION_MAX);
+        assert_eq!(state.epoch_of(ProducerId(0)), None, "the oldest was forgotten");
+        assert_eq!(state.check(ProducerId(0), E0, 77, 1), SequenceCheck::Accept);
+        assert_eq!(state.check(ProducerId(1), E0, 0, 1), SequenceCheck::Duplicate(Offset(1)));
+        assert_eq!(state.check(ProducerId(max), E0, 0, 1), SequenceCheck::Duplicate(Offset(max as u64)));
     }
 
     #[test]

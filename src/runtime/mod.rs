@@ -1,5 +1,6 @@
-//! glommio glue for the client side: the [`Sleeper`] implementation, TCP connect, and a
-//! runner that drives one client future on a single `LocalExecutor` (what the CLI uses).
+//! glommio glue for the client side: the [`Sleeper`] implementation, TCP connect, the
+//! producer's reconnection ([`tcp_connector`]), and a runner that drives one client future on a
+//! single `LocalExecutor` (what the CLI uses).
 //!
 //! This is the only client-side module that names glommio; `crate::client` is
 //! runtime-agnostic.
