@@ -12,11 +12,9 @@ use futures::FutureExt;
 
 use super::ops::{FetchPartitionOp, FetchedBatches, OffsetQuery, PartitionResult, ShardOp, ShardReply, TopicPartition};
 use super::state::{PartitionHandle, Shard};
-use crate::group::producer_state::{PartitionProducerState, ProducerBatch, SequenceCheck};
 use crate::model::{LeaderEpoch, Offset, PartitionId, TimestampMs};
 use crate::protocol::ErrorCode;
 use crate::server::topics::TopicTable;
-use crate::storage::batch::BatchHeader;
 use crate::storage::{partition_dir, PartitionLog, StorageError};
 
 /// The leader epoch stamped on every batch until replication exists.
@@ -126,7 +124,7 @@ async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes
     let mut first_base = None;
     let mut failure = None;
     for batch in batches {
-        match append_batch(&handle, batch).await {
+        match super::append::append_batch(&handle, batch).await {
             Ok(base_offset) => {
                 first_base.get_or_insert(base_offset.0);
             }
@@ -143,65 +141,6 @@ async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes
         (None, None) => Err((ErrorCode::InvalidRequest, "no batches for the partition".into())),
     };
     bounded(tp, &handle, outcome)
-}
-
-/// Appends one batch and waits for the log's durability policy; the batch's base offset.
-///
-/// A batch with a producer id is checked against the partition's producer state first: the
-/// check, the append's offset assignment and the record of the batch happen under
-/// `producer_lock`, so pipelined batches of one producer are judged one after the other
-/// against an up-to-date state. A duplicate is not appended again: its answer is the original
-/// base offset, given once the original is as durable as this request is promised (the
-/// original may still be waiting for its fdatasync).
-async fn append_batch(handle: &PartitionHandle, batch: BytesMut) -> Result<Offset, (ErrorCode, String)> {
-    let header = BatchHeader::parse(&batch).map_err(|e| storage_error(&StorageError::InvalidBatch(e)))?;
-    if header.producer_id.0 < 0 {
-        return handle
-            .log
-            .append(batch, LEADER_EPOCH)
-            .await
-            .map(|info| info.base_offset)
-            .map_err(|e| storage_error(&e));
-    }
-    let (base_offset, next_offset) = {
-        let Ok(_checking) = handle.producer_lock.acquire_permit(1).await else {
-            return Err(storage_error(&StorageError::Closed));
-        };
-        let (producer_id, producer_epoch, base_sequence, record_count) =
-            (header.producer_id, header.producer_epoch, header.base_sequence, header.record_count);
-        let check = handle.producers.borrow().check(producer_id, producer_epoch, base_sequence, record_count);
-        match check {
-            SequenceCheck::Accept => {
-                let info = handle.log.append_without_sync(batch, LEADER_EPOCH).await.map_err(|e| storage_error(&e))?;
-                handle.producers.borrow_mut().record(&ProducerBatch {
-                    producer_id,
-                    producer_epoch,
-                    base_sequence,
-                    record_count,
-                    base_offset: info.base_offset,
-                });
-                (info.base_offset, info.next_offset)
-            }
-            SequenceCheck::Duplicate(original) => {
-                tracing::debug!(producer_id = producer_id.0, base_sequence, base_offset = %original, "duplicate batch");
-                (original, original.plus(u64::from(record_count)))
-            }
-            refused @ (SequenceCheck::OutOfOrderSequence | SequenceCheck::ProducerFenced) => {
-                let known_epoch = handle.producers.borrow().epoch_of(producer_id);
-                return Err((
-                    refused.error_code(),
-                    format!(
-                        "producer {} epoch {} base sequence {base_sequence}: {} (the partition knows epoch {known_epoch:?})",
-                        producer_id.0,
-                        producer_epoch.0,
-                        refused.error_code().as_str()
-                    ),
-                ));
-            }
-        }
-    };
-    handle.log.await_durability(next_offset).await.map_err(|e| storage_error(&e))?;
-    Ok(base_offset)
 }
 
 /// Reads every partition; waits (up to `max_wait_ms`, woken by appends, cancellable) until at
@@ -322,7 +261,9 @@ pub async fn apply_topics(shard: &Rc<Shard>, table: Arc<TopicTable>) -> Result<(
             let config = topic.log_config(settings.durability);
             opened.push(async move {
                 let result = match PartitionLog::open(&dir, config, shard.cache_budget.clone()).await {
-                    Ok((log, report)) => replay_producers(&log).await.map(|producers| (log, report, producers)),
+                    Ok((log, report)) => {
+                        super::append::replay_producers(&log).await.map(|producers| (log, report, producers))
+                    }
                     Err(error) => Err(error),
                 };
                 (tp, result)
@@ -353,25 +294,6 @@ pub async fn apply_topics(shard: &Rc<Shard>, table: Arc<TopicTable>) -> Result<(
     } else {
         Err(failures.join("; "))
     }
-}
-
-/// Rebuilds the idempotent producers' state of a freshly opened log from its batch headers
-/// (cost: see `storage::log::producers`).
-async fn replay_producers(log: &PartitionLog) -> Result<PartitionProducerState, StorageError> {
-    let mut producers = PartitionProducerState::new();
-    log.visit_batch_headers(|header| {
-        if header.producer_id.0 >= 0 {
-            producers.record(&ProducerBatch {
-                producer_id: header.producer_id,
-                producer_epoch: header.producer_epoch,
-                base_sequence: header.base_sequence,
-                record_count: header.record_count,
-                base_offset: header.base_offset,
-            });
-        }
-    })
-    .await?;
-    Ok(producers)
 }
 
 /// Deletes old segments of every partition this shard owns.
