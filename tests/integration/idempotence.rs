@@ -279,6 +279,27 @@ fn assert_exactly_once_in_order(by_partition: &BTreeMap<u32, Vec<usize>>, log_en
     assert!(seen.iter().all(|&seen| seen), "every record arrived");
 }
 
+fn broker_with_topic(dir: &std::path::Path, topic: &str, partitions: u32) -> Broker {
+    let broker = Broker::start(dir, &["--cores", "2"]);
+    assert_eq!(broker.client().create_topic(topic, partitions), ErrorCode::None);
+    broker
+}
+
+/// The producer kept one id and epoch from its first send to its end, and the broker at
+/// `address` holds each of the `count` records exactly once, in order.
+fn assert_one_identity_and_exactly_once(
+    identities: &[(ProducerId, ProducerEpoch)],
+    address: SocketAddr,
+    topic: &'static str,
+    partitions: u32,
+    count: usize,
+) {
+    assert_eq!(identities.len(), 2);
+    assert_eq!(identities[0], identities[1], "one producer id and epoch for the whole run");
+    let (by_partition, log_end_total) = consume_all(address, topic, partitions, count);
+    assert_exactly_once_in_order(&by_partition, log_end_total, count);
+}
+
 /// Answers to several produce requests are lost after the broker appended them (the proxy
 /// cuts the connection instead of forwarding them); the producer reconnects, sends the same
 /// batches again, and the broker drops them as duplicates: each record exactly once, in order.
@@ -288,15 +309,11 @@ fn lost_answers_are_retried_without_duplicates() {
     const PARTITIONS: u32 = 4;
     const COUNT: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &["--cores", "2"]);
-    assert_eq!(broker.client().create_topic(TOPIC, PARTITIONS), ErrorCode::None);
+    let broker = broker_with_topic(dir.path(), TOPIC, PARTITIONS);
     let (proxy, _lost) = Proxy::start(broker.address, vec![3, 10, 20, 35, 50], false);
     let identities = produce_all(proxy.address, TOPIC, 40, COUNT);
     assert!(proxy.answers_lost() >= 3, "the proxy cut {} connections", proxy.answers_lost());
-    assert_eq!(identities.len(), 2);
-    assert_eq!(identities[0], identities[1], "one producer id for the whole run");
-    let (by_partition, log_end_total) = consume_all(broker.address, TOPIC, PARTITIONS, COUNT);
-    assert_exactly_once_in_order(&by_partition, log_end_total, COUNT);
+    assert_one_identity_and_exactly_once(&identities, broker.address, TOPIC, PARTITIONS, COUNT);
     drop(proxy);
     broker.stop();
 }
@@ -310,8 +327,7 @@ fn retries_after_a_broker_crash_are_recognised_as_duplicates() {
     const PARTITIONS: u32 = 2;
     const COUNT: usize = 2_000;
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &["--cores", "2"]);
-    assert_eq!(broker.client().create_topic(TOPIC, PARTITIONS), ErrorCode::None);
+    let broker = broker_with_topic(dir.path(), TOPIC, PARTITIONS);
     let (proxy, lost) = Proxy::start(broker.address, vec![8], true);
     let proxy_address = proxy.address;
     let producer = std::thread::spawn(move || produce_all(proxy_address, TOPIC, 10, COUNT));
@@ -321,10 +337,7 @@ fn retries_after_a_broker_crash_are_recognised_as_duplicates() {
     *proxy.state.upstream.lock().unwrap() = broker.address;
     proxy.state.gate_open.store(true, Ordering::SeqCst);
     let identities = producer.join().expect("the producer thread");
-    assert_eq!(identities.len(), 2);
-    assert_eq!(identities[0], identities[1], "the producer keeps its id and epoch across the crash");
-    let (by_partition, log_end_total) = consume_all(broker.address, TOPIC, PARTITIONS, COUNT);
-    assert_exactly_once_in_order(&by_partition, log_end_total, COUNT);
+    assert_one_identity_and_exactly_once(&identities, broker.address, TOPIC, PARTITIONS, COUNT);
     drop(proxy);
     broker.stop();
 }
