@@ -85,7 +85,8 @@ pub struct ProducerConfig {
     pub acks: Acks,
     /// Batch size target and linger.
     pub batching: AccumulatorConfig,
-    /// Retries of a batch that failed with a retriable code, after the first attempt.
+    /// Retries of a batch that failed with a retriable code or lost its connection, after the
+    /// first attempt; also the bound on connection attempts after a drop (with a connector).
     pub retries_max: u32,
     pub backoff: Backoff,
     /// Produce requests in flight at once; must not exceed the connection's `max_in_flight`
