@@ -28,7 +28,7 @@
 //! batch whose answer was lost (timeout, dropped connection) may be appended twice.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -41,7 +41,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use super::accumulator::{Accumulator, AccumulatorConfig, ClosedBatch};
 use super::connection::{Connection, Pending, Response};
 use super::error::{ClientError, ClientResult};
-use super::idempotence::{ProducerIdentity, Sequences, BATCHES_IN_FLIGHT_PER_PARTITION_MAX};
+use super::idempotence::{ProducerIdentity, Sequences};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use super::reconnect::Connect;
 use super::retry::Backoff;
@@ -633,14 +633,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// ahead of an earlier part of the partition that waits for its retry.
     fn sendable(&self) -> Vec<usize> {
         let mut chosen = Vec::new();
-        let mut seen: Vec<(&str, PartitionId)> = Vec::new();
+        let mut seen: HashSet<(&str, PartitionId)> = HashSet::new();
         let mut bytes = 0;
         for (index, part) in self.waiting.iter().enumerate() {
-            let slot = (part.topic.as_str(), part.partition);
-            if seen.contains(&slot) {
+            if !seen.insert((part.topic.as_str(), part.partition)) {
                 continue;
             }
-            seen.push(slot);
             if self.idempotent {
                 let retry_pending = self.retries.iter().any(|retry| {
                     retry.part.topic == part.topic
@@ -661,10 +659,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     }
 
     /// Serializes closed batches, stamping each with its partition's next sequence when
-    /// idempotent; merges batches of the same partition into parts (at most five batches each
-    /// when idempotent), in seal order.
+    /// idempotent, into parts of one batch each, in seal order.
+    ///
+    /// One batch per partition per request, as in Kafka: the broker answers one base offset per
+    /// partition, and the records' offsets are read from it. Two batches of a partition in one
+    /// request need not land back to back (another producer's batch may come between them),
+    /// and a duplicate first batch answers its original offset while the next is new.
     fn build_batches(&mut self, closed: Vec<ClosedBatch<DeliverySender>>) -> Vec<PartitionBatches> {
-        let batches_per_part_max = if self.idempotent { BATCHES_IN_FLIGHT_PER_PARTITION_MAX } else { usize::MAX };
         let mut parts: Vec<PartitionBatches> = Vec::new();
         for batch in closed {
             if let Some(&count) = self.partition_counts.get(&batch.topic) {
@@ -692,27 +693,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                     continue;
                 }
             };
-            let open =
-                parts.iter_mut().rev().find(|part| part.topic == batch.topic && part.partition == batch.partition);
-            let part = match open {
-                Some(part) if part.batches.len() < batches_per_part_max => part,
-                _ => {
-                    let seal_index = self.next_seal_index;
-                    self.next_seal_index += 1;
-                    parts.push(PartitionBatches {
-                        topic: batch.topic,
-                        partition: batch.partition,
-                        batches: Vec::new(),
-                        senders: Vec::new(),
-                        attempts: 0,
-                        seal_index,
-                    });
-                    let Some(part) = parts.last_mut() else { continue };
-                    part
-                }
-            };
-            part.batches.push(built);
-            part.senders.extend(batch.tokens);
+            let seal_index = self.next_seal_index;
+            self.next_seal_index += 1;
+            parts.push(PartitionBatches {
+                topic: batch.topic,
+                partition: batch.partition,
+                batches: vec![built],
+                senders: batch.tokens,
+                attempts: 0,
+                seal_index,
+            });
         }
         parts
     }

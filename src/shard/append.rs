@@ -12,7 +12,9 @@ use crate::protocol::ErrorCode;
 use crate::storage::batch::BatchHeader;
 use crate::storage::{PartitionLog, StorageError};
 
-/// Appends one batch and waits for the log's durability policy; the batch's base offset.
+/// Appends one batch without waiting for the log's durability policy; the batch's base offset
+/// and the offset after it, to pass to `PartitionLog::await_durability` (once for all the
+/// batches of a request, so that they share one fdatasync).
 ///
 /// A batch with a producer id is checked against the partition's producer state first: the
 /// check, the append's offset assignment and the record of the batch happen under
@@ -20,17 +22,17 @@ use crate::storage::{PartitionLog, StorageError};
 /// against an up-to-date state. A duplicate is not appended again: its answer is the original
 /// base offset, given once the original is as durable as this request is promised (the
 /// original may still be waiting for its fdatasync).
-pub async fn append_batch(handle: &PartitionHandle, batch: BytesMut) -> Result<Offset, (ErrorCode, String)> {
+pub async fn append_batch(handle: &PartitionHandle, batch: BytesMut) -> Result<(Offset, Offset), (ErrorCode, String)> {
     let header = BatchHeader::parse(&batch).map_err(|e| storage_error(&StorageError::InvalidBatch(e)))?;
     if header.producer_id.0 < 0 {
         return handle
             .log
-            .append(batch, LEADER_EPOCH)
+            .append_without_sync(batch, LEADER_EPOCH)
             .await
-            .map(|info| info.base_offset)
+            .map(|info| (info.base_offset, info.next_offset))
             .map_err(|e| storage_error(&e));
     }
-    let (base_offset, next_offset) = {
+    let appended = {
         let Ok(_checking) = handle.producer_lock.acquire_permit(1).await else {
             return Err(storage_error(&StorageError::Closed));
         };
@@ -67,8 +69,7 @@ pub async fn append_batch(handle: &PartitionHandle, batch: BytesMut) -> Result<O
             }
         }
     };
-    handle.log.await_durability(next_offset).await.map_err(|e| storage_error(&e))?;
-    Ok(base_offset)
+    Ok(appended)
 }
 
 /// Rebuilds the idempotent producers' state of a freshly opened log from its batch headers

@@ -122,11 +122,13 @@ async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes
         return with_partition(shard, tp, |_| Ok(0));
     };
     let mut first_base = None;
+    let mut durable_needed = None;
     let mut failure = None;
     for batch in batches {
         match super::append::append_batch(&handle, batch).await {
-            Ok(base_offset) => {
+            Ok((base_offset, next_offset)) => {
                 first_base.get_or_insert(base_offset.0);
+                durable_needed = durable_needed.max(Some(next_offset));
             }
             Err(error) => {
                 failure = Some(error);
@@ -135,6 +137,11 @@ async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes
         }
     }
     handle.appended.notify_all();
+    if let (None, Some(next_offset)) = (&failure, durable_needed) {
+        if let Err(error) = handle.log.await_durability(next_offset).await {
+            failure = Some(storage_error(&error));
+        }
+    }
     let outcome = match (failure, first_base) {
         (Some(error), _) => Err(error),
         (None, Some(base)) => Ok(base),
