@@ -184,6 +184,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GroupConsumer<S> {
     /// Heartbeats when due, commits per the delivery mode, and returns the next records of
     /// the owned partitions (empty when none arrived within the fetch wait). Joins the group
     /// on the first call, and again after being fenced.
+    ///
+    /// An error from the connection (I/O, timeout) leaves it unusable: drop the consumer (its
+    /// partitions move after the session timeout) and start a new one.
     pub async fn poll(&mut self) -> ClientResult<Vec<ConsumerRecord>> {
         self.poll_at_most(self.config.max_poll_records).await
     }
@@ -327,6 +330,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GroupConsumer<S> {
                     self.release(&change.revoked).await;
                     // Confirm the release at once: the new owner is waiting for it.
                     self.next_heartbeat_at = now;
+                    if !self.membership.is_member() {
+                        // The revocation's commit found the member fenced: it rejoins.
+                        return Ok(());
+                    }
                 }
                 if !change.added.is_empty() || !change.revoked.is_empty() {
                     self.unpositioned.extend(change.added);

@@ -11,3 +11,6 @@ pub use consumer::{
     DeliveryMode, GroupConsumer, GroupConsumerConfig, AUTO_COMMIT_INTERVAL_MS_DEFAULT, MAX_POLL_RECORDS_DEFAULT,
 };
 pub use membership::{AssignmentChange, HeartbeatFailure, Membership, TopicPartition};
+
+#[cfg(test)]
+mod tests;
