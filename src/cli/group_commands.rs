@@ -11,6 +11,7 @@ use super::client_commands::{
     connect, describe, format_record, stdout_failed, CommandResult, ConsumeArgs, Delivery, StartFrom,
     CONSUME_MAX_WAIT_MS,
 };
+use super::EXIT_RUNTIME_ERROR;
 use crate::client::{ClientError, Committer, ConsumerConfig, DeliveryMode, GroupConsumer, GroupConsumerConfig, SeekTo};
 use crate::model::{Offset, PartitionId};
 use crate::protocol::{ErrorCode, OffsetSpec};
@@ -145,8 +146,11 @@ pub(super) async fn consume_in_group(addr: SocketAddr, args: ConsumeArgs) -> Com
     let mut connection = connect(addr).await?;
     connection.topic_metadata(&args.topic).await.map_err(|e| describe(&e))?;
     let stop = Arc::new(AtomicBool::new(false));
+    // The first SIGINT/SIGTERM ends the loop (commit, leave); a second one exits at once.
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| format!("cannot handle signals: {e}"))?;
+        signal_hook::flag::register_conditional_shutdown(signal, i32::from(EXIT_RUNTIME_ERROR), Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
     let max_wait_ms = args.idle_timeout_ms.map_or(CONSUME_MAX_WAIT_MS, |idle| idle.clamp(1, CONSUME_MAX_WAIT_MS));
     let config = GroupConsumerConfig {
