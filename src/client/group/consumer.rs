@@ -243,8 +243,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GroupConsumer<S> {
     /// Fetches the owned partitions into `fetched` (waits at most until the next heartbeat or
     /// auto-commit is due).
     async fn fetch(&mut self, auto_commit: bool) -> ClientResult<()> {
-        self.position_new_partitions().await?;
         let wait = self.fetch_wait(auto_commit);
+        match self.position_new_partitions().await {
+            Ok(()) => {}
+            Err(error) if error.is_retriable() => {
+                // The coordinator is loading or moving: no fetch until every partition has
+                // its committed offset (fetching from `start_from` instead would skip or
+                // repeat records).
+                self.sleeper.sleep(wait.min(Duration::from_millis(HEARTBEAT_RETRY_MS))).await;
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        }
         if self.membership.owned().is_empty() {
             self.sleeper.sleep(wait).await;
             return Ok(());
@@ -320,7 +330,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GroupConsumer<S> {
     /// One heartbeat; applies the assignment change or the fencing it brings.
     async fn heartbeat(&mut self) -> ClientResult<()> {
         let request = self.membership.heartbeat_request();
-        let response = self.consumer.connection().call(&request).await?;
+        let response = match self.consumer.connection().call(&request).await {
+            Ok(response) => response,
+            Err(error) if error.is_retriable() => {
+                self.next_heartbeat_at = Instant::now() + Duration::from_millis(HEARTBEAT_RETRY_MS);
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         let now = Instant::now();
         match self.membership.absorb(&response) {
             Ok(change) => {

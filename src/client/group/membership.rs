@@ -155,13 +155,7 @@ pub fn classify(code: ErrorCode) -> HeartbeatFailure {
         ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId | ErrorCode::GroupIdNotFound => {
             HeartbeatFailure::Fenced
         }
-        ErrorCode::CoordinatorLoadInProgress
-        | ErrorCode::NotCoordinator
-        | ErrorCode::RebalanceInProgress
-        | ErrorCode::StaleMemberEpoch
-        | ErrorCode::RequestTimedOut
-        | ErrorCode::ThrottledBusy
-        | ErrorCode::StorageError => HeartbeatFailure::Retry,
+        code if code.is_retriable() || code == ErrorCode::StorageError => HeartbeatFailure::Retry,
         _ => HeartbeatFailure::Fatal,
     }
 }

@@ -41,6 +41,8 @@ struct Coordinator {
     heartbeat_interval_ms: u32,
     /// Answer the next heartbeat with this code.
     fail_next_heartbeat: Option<ErrorCode>,
+    /// Answer the next OffsetFetch with this code.
+    fail_next_offset_fetch: Option<ErrorCode>,
     joins: i32,
     committed: Option<u64>,
 }
@@ -83,6 +85,10 @@ fn answer(state: &mut Coordinator, frame: Frame) -> Vec<u8> {
     }
     if key == ApiKey::OffsetFetch.as_u16() {
         state.sent.push(Sent::OffsetFetch);
+        if let Some(code) = state.fail_next_offset_fetch.take() {
+            let response = OffsetFetchResponse { error_code: code.as_u16(), topics: Vec::new() };
+            return respond(&frame, &response, Vec::new());
+        }
         let partition = OffsetFetchPartitionResponse {
             partition: 0,
             error_code: 0,
@@ -201,5 +207,21 @@ fn a_fenced_member_rejoins_from_the_committed_offset() {
         let commits: Vec<&Sent> = sent.iter().filter(|s| matches!(s, Sent::Commit(..))).collect();
         assert_eq!(commits, [&Sent::Commit(1, 1)], "{sent:?}");
         assert_eq!(consumer.member_epoch(), 2);
+    });
+}
+
+/// Guards "never fetch a partition before its committed offset is known": while the
+/// coordinator is loading, `poll` returns nothing and fetches nothing, then resumes from the
+/// committed offset.
+#[test]
+fn no_fetch_before_the_committed_offset_is_known() {
+    let (mut consumer, state) = member(DeliveryMode::AtLeastOnce, 1_000);
+    state.borrow_mut().committed = Some(2);
+    state.borrow_mut().fail_next_offset_fetch = Some(ErrorCode::CoordinatorLoadInProgress);
+    block_on(async {
+        assert!(consumer.poll().await.unwrap().is_empty());
+        let sent = state.borrow().sent.clone();
+        assert!(!sent.iter().any(|s| matches!(s, Sent::Fetch(_) | Sent::ListOffsets)), "{sent:?}");
+        assert_eq!(offsets(&consumer.poll().await.unwrap()), [2]);
     });
 }
