@@ -27,9 +27,11 @@ pub enum GroupCommand {
     /// has no members).
     ResetOffsets {
         group: String,
+        /// Every partition of this topic is reset.
         #[arg(long)]
         topic: String,
-        /// earliest, latest, or an offset (the same on every partition).
+        /// earliest, latest, or an offset (the same on every partition, clamped into each
+        /// partition's log start and log end).
         #[arg(long, value_parser = super::client_commands::parse_from)]
         to: StartFrom,
     },
@@ -110,15 +112,27 @@ pub(super) async fn group(addr: SocketAddr, command: GroupCommand) -> CommandRes
         GroupCommand::ResetOffsets { group, topic, to } => {
             let metadata = connection.topic_metadata(&topic).await.map_err(|e| describe(&e))?;
             let partitions: Vec<PartitionId> = metadata.partitions.iter().map(|p| PartitionId(p.partition)).collect();
-            let offsets: Vec<(PartitionId, Offset)> = match to {
-                StartFrom::Offset(offset) => partitions.iter().map(|&p| (p, Offset(offset))).collect(),
-                StartFrom::Earliest | StartFrom::Latest => {
-                    let spec = if to == StartFrom::Earliest { OffsetSpec::Earliest } else { OffsetSpec::Latest };
-                    let lookups: Vec<(PartitionId, OffsetSpec)> = partitions.iter().map(|&p| (p, spec)).collect();
-                    let found = connection.list_offsets(&topic, &lookups).await.map_err(|e| describe(&e))?;
-                    found.iter().map(|f| (f.partition, f.offset.unwrap_or_default())).collect()
-                }
-            };
+            let mut bounds = Vec::new();
+            for spec in [OffsetSpec::Earliest, OffsetSpec::Latest] {
+                let lookups: Vec<(PartitionId, OffsetSpec)> = partitions.iter().map(|&p| (p, spec)).collect();
+                let found = connection.list_offsets(&topic, &lookups).await.map_err(|e| describe(&e))?;
+                bounds.push(found.iter().map(|f| f.offset.unwrap_or_default()).collect::<Vec<Offset>>());
+            }
+            // An explicit offset is clamped into each partition's [log start, log end].
+            let offsets: Vec<(PartitionId, Offset)> = partitions
+                .iter()
+                .enumerate()
+                .map(|(index, &partition)| {
+                    let earliest = bounds[0].get(index).copied().unwrap_or_default();
+                    let latest = bounds[1].get(index).copied().unwrap_or_default().max(earliest);
+                    let offset = match to {
+                        StartFrom::Earliest => earliest,
+                        StartFrom::Latest => latest,
+                        StartFrom::Offset(offset) => Offset(offset).clamp(earliest, latest),
+                    };
+                    (partition, offset)
+                })
+                .collect();
             let commits: Vec<(&str, PartitionId, Offset)> =
                 offsets.iter().map(|&(p, offset)| (topic.as_str(), p, offset)).collect();
             connection

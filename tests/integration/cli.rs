@@ -167,6 +167,13 @@ fn cli_consumer_groups() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().count(), 6);
 
+    // An offset past the end is clamped to each partition's log end: nothing left to consume.
+    let out = ringmq(&addr, &["group", "reset-offsets", "g", "--topic", "orders", "--to", "100"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let described = text(&ringmq(&addr, &["group", "describe", "g"], b"").stdout);
+    assert_eq!(committed_sum(&described), 6, "{described}");
+    assert_eq!(described.matches(" lag 0").count(), 3, "{described}");
+
     // At-most-once: committed before printing, the count is what was printed.
     let args = ["consume", "orders", "--group", "g3", "--delivery", "at-most-once", "--max-messages", "2"];
     let out = ringmq(&addr, &args, b"");
