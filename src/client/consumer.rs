@@ -86,20 +86,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
         Consumer { connection, config, assignments: Vec::new(), buffered: VecDeque::new() }
     }
 
-    /// The fetch settings.
-    pub fn config(&self) -> &ConsumerConfig {
-        &self.config
-    }
-
     /// Bounds the long-poll wait of the next fetches (a group member shortens it so that its
     /// next heartbeat is never late).
     pub fn set_max_wait_ms(&mut self, max_wait_ms: u32) {
         self.config.max_wait_ms = max_wait_ms;
-    }
-
-    /// The assigned partitions, in assignment order.
-    pub fn assignment(&self) -> impl Iterator<Item = (&str, PartitionId)> + '_ {
-        self.assignments.iter().map(|a| (&*a.topic, a.partition))
     }
 
     /// The connection, for admin calls (metadata, list offsets).
