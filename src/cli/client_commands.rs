@@ -1,4 +1,4 @@
-//! The client subcommands: `topic`, `produce`, `consume`. Each runs on one glommio executor
+//! The client subcommands: `topic`, `produce`, `consume` (without `--group`). Each runs on one glommio executor
 //! (`crate::runtime::run_local`) and returns `Err(one line)` on failure.
 
 use std::future::Future;
@@ -85,7 +85,7 @@ pub enum StartFrom {
     Offset(u64),
 }
 
-fn parse_from(value: &str) -> Result<StartFrom, String> {
+pub(super) fn parse_from(value: &str) -> Result<StartFrom, String> {
     match value {
         "earliest" => Ok(StartFrom::Earliest),
         "latest" => Ok(StartFrom::Latest),
@@ -104,16 +104,33 @@ pub enum ConsumeFormat {
     Json,
 }
 
+/// `--delivery` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Delivery {
+    /// Commit after printing: nothing is lost, a crash may print some messages again.
+    AtLeastOnce,
+    /// Commit before printing: nothing is printed twice, a crash may skip some messages.
+    AtMostOnce,
+}
+
 /// `ringmq consume TOPIC`
 #[derive(Debug, clap::Args)]
 pub struct ConsumeArgs {
     pub topic: String,
     /// Consume only this partition [default: all].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     pub partition: Option<u32>,
-    /// Where to start: earliest, latest, or an offset (the same on every partition).
+    /// Where to start: earliest, latest, or an offset (the same on every partition). With
+    /// --group, only for partitions the group has committed nothing for.
     #[arg(long, default_value = "earliest", value_parser = parse_from)]
     pub from: StartFrom,
+    /// Consume as a member of this consumer group: the group's partitions are shared among
+    /// its members and progress is committed; leaves the group on exit.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// With --group: when to commit.
+    #[arg(long, value_enum, default_value = "at-least-once", requires = "group")]
+    pub delivery: Delivery,
     /// Exit 0 after this many messages.
     #[arg(long)]
     pub max_messages: Option<u64>,
@@ -125,13 +142,13 @@ pub struct ConsumeArgs {
 }
 
 /// Longest a consume long-poll waits, so that `--idle-timeout-ms` is checked often enough.
-const CONSUME_MAX_WAIT_MS: u64 = 500;
+pub(super) const CONSUME_MAX_WAIT_MS: u64 = 500;
 /// How often `produce` drives the producer while stdin has no line ready.
 const PRODUCE_IDLE_POLL: Duration = Duration::from_millis(1);
 /// Lines read ahead of the producer.
 const PRODUCE_LINES_QUEUED_MAX: usize = 4096;
 
-type CommandResult = Result<(), String>;
+pub(super) type CommandResult = Result<(), String>;
 
 /// Resolves the bootstrap address, then runs the command on a fresh executor.
 pub(super) fn run<F>(bootstrap: &str, command: impl FnOnce(SocketAddr) -> F) -> CommandResult
@@ -146,14 +163,14 @@ where
     run_local(|| command(addr)).map_err(|error| format!("cannot start the I/O runtime: {error}"))?
 }
 
-async fn connect(addr: SocketAddr) -> Result<Connection<TcpStream>, String> {
+pub(super) async fn connect(addr: SocketAddr) -> Result<Connection<TcpStream>, String> {
     open_connection(addr, ConnectionConfig::default())
         .await
         .map_err(|error| format!("cannot connect to the broker at {addr}: {error}"))
 }
 
 /// One line for a client error, with the common cases spelled out.
-fn describe(error: &ClientError) -> String {
+pub(super) fn describe(error: &ClientError) -> String {
     match error {
         ClientError::Topic { topic, code: ErrorCode::UnknownTopicOrPartition, .. } => {
             format!("unknown topic '{topic}'")
@@ -389,6 +406,9 @@ pub fn format_record(record: &ConsumerRecord, format: ConsumeFormat) -> String {
 }
 
 pub(super) async fn consume(addr: SocketAddr, args: ConsumeArgs) -> CommandResult {
+    if args.group.is_some() {
+        return super::group_commands::consume_in_group(addr, args).await;
+    }
     let mut connection = connect(addr).await?;
     let topic = connection.topic_metadata(&args.topic).await.map_err(|e| describe(&e))?;
     let partitions: Vec<PartitionId> = match args.partition {
@@ -459,7 +479,7 @@ pub(super) async fn consume(addr: SocketAddr, args: ConsumeArgs) -> CommandResul
 }
 
 /// A closed stdout (`| head`) ends the command quietly; anything else is an error.
-fn stdout_failed(error: std::io::Error) -> CommandResult {
+pub(super) fn stdout_failed(error: std::io::Error) -> CommandResult {
     if error.kind() == std::io::ErrorKind::BrokenPipe {
         Ok(())
     } else {

@@ -5,6 +5,7 @@
 //! error (clap's convention). Never a panic or a backtrace.
 
 mod client_commands;
+mod group_commands;
 
 use std::process::ExitCode;
 
@@ -13,7 +14,10 @@ use clap::{Parser, Subcommand};
 
 use crate::server::ServeArgs;
 
-pub use client_commands::{Acks as AcksArg, ConsumeArgs, ConsumeFormat, ProduceArgs, StartFrom, TopicCommand};
+pub use client_commands::{
+    Acks as AcksArg, ConsumeArgs, ConsumeFormat, Delivery as DeliveryArg, ProduceArgs, StartFrom, TopicCommand,
+};
+pub use group_commands::GroupCommand;
 
 /// Default broker address of the client subcommands.
 pub const BOOTSTRAP_DEFAULT: &str = "127.0.0.1:9292";
@@ -37,8 +41,11 @@ pub enum Command {
     Topic(TopicCommand),
     /// Produce one message per stdin line; exits 0 once every line is acknowledged.
     Produce(ProduceArgs),
-    /// Print messages, one per line.
+    /// Print messages, one per line (with --group, as a consumer-group member).
     Consume(ConsumeArgs),
+    /// List and describe consumer groups, reset their offsets.
+    #[command(subcommand)]
+    Group(GroupCommand),
 }
 
 /// Exit code of a runtime error.
@@ -58,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Topic(command) => client_commands::run(&bootstrap, |addr| client_commands::topic(addr, command)),
         Command::Produce(args) => client_commands::run(&bootstrap, |addr| client_commands::produce(addr, args)),
         Command::Consume(args) => client_commands::run(&bootstrap, |addr| client_commands::consume(addr, args)),
+        Command::Group(command) => client_commands::run(&bootstrap, |addr| group_commands::group(addr, command)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

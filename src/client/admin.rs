@@ -1,5 +1,6 @@
 //! Admin calls: one request, one response, broker and per-item error codes turned into
-//! [`ClientError`]s.
+//! [`ClientError`]s. Topics (create, delete, metadata, list offsets) and consumer groups (list,
+//! describe, committed offsets, offset commits and leaving).
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
@@ -7,8 +8,11 @@ use super::connection::Connection;
 use super::error::{ClientError, ClientResult};
 use crate::model::{Offset, PartitionId, TimestampMs};
 use crate::protocol::{
-    ApiVersionsRequest, ApiVersionsResponse, CreateTopicRequest, DeleteTopicRequest, ErrorCode, ListOffsetsPartition,
-    ListOffsetsRequest, ListOffsetsTopic, MetadataRequest, MetadataResponse, MetadataTopic, OffsetSpec, OFFSET_UNKNOWN,
+    ApiVersionsRequest, ApiVersionsResponse, CreateTopicRequest, DeleteTopicRequest, DescribeGroupRequest,
+    DescribeGroupResponse, ErrorCode, LeaveGroupRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest,
+    ListOffsetsTopic, ListedGroup, MetadataRequest, MetadataResponse, MetadataTopic, OffsetCommitPartition,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopic, OffsetFetchRequest, OffsetFetchTopic, OffsetSpec,
+    ADMIN_COMMIT_EPOCH, OFFSET_UNKNOWN,
 };
 
 /// Name the client reports in ApiVersions.
@@ -38,6 +42,22 @@ pub struct TopicPartitionOffset {
     pub offset: Option<Offset>,
     /// The found record's timestamp, for timestamp lookups.
     pub timestamp: Option<TimestampMs>,
+}
+
+/// One partition's committed offset in a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupOffset {
+    pub topic: String,
+    pub partition: PartitionId,
+    /// `None`: the group committed nothing for this partition.
+    pub offset: Option<Offset>,
+}
+
+/// Who commits: a group member at its epoch, or an admin (only while the group has no members).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Committer<'a> {
+    Member { member_id: &'a str, member_epoch: i32 },
+    Admin,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -147,6 +167,133 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         Ok(out)
     }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// ListGroups: every group the broker coordinates (`states` empty), or those in one of
+    /// `states` (`Empty`, `Assigning`, `Reconciling`, `Stable`, `Dead`).
+    pub async fn list_groups(&mut self, states: &[&str]) -> ClientResult<Vec<ListedGroup>> {
+        let response = self
+            .call(&ListGroupsRequest { states_filter: states.iter().map(|state| (*state).to_owned()).collect() })
+            .await?;
+        broker_code(response.error_code, String::new())?;
+        Ok(response.groups)
+    }
+
+    /// DescribeGroup: state, epochs and members. An unknown group is [`ClientError::Broker`]
+    /// with `GroupIdNotFound`.
+    pub async fn describe_group(&mut self, group_id: &str) -> ClientResult<DescribeGroupResponse> {
+        let response = self.call(&DescribeGroupRequest { group_id: group_id.to_owned() }).await?;
+        broker_code(response.error_code, format!("group '{group_id}'"))?;
+        Ok(response)
+    }
+
+    /// OffsetFetch: the committed offset of each listed partition. `topics` empty: every
+    /// partition the group committed; a topic with no partitions listed: all of its committed.
+    pub async fn offset_fetch(
+        &mut self,
+        group_id: &str,
+        topics: &[(&str, &[PartitionId])],
+    ) -> ClientResult<Vec<GroupOffset>> {
+        let request = OffsetFetchRequest {
+            group_id: group_id.to_owned(),
+            topics: topics
+                .iter()
+                .map(|(topic, partitions)| OffsetFetchTopic {
+                    name: (*topic).to_owned(),
+                    partitions: partitions.iter().map(|p| p.0).collect(),
+                })
+                .collect(),
+        };
+        let response = self.call(&request).await?;
+        broker_code(response.error_code, format!("group '{group_id}'"))?;
+        let mut out = Vec::new();
+        for topic in response.topics {
+            for partition in topic.partitions {
+                partition_code(&topic.name, partition.partition, partition.error_code, || {
+                    format!("committed offset of group '{group_id}'")
+                })?;
+                out.push(GroupOffset {
+                    topic: topic.name.clone(),
+                    partition: PartitionId(partition.partition),
+                    offset: (partition.offset != OFFSET_UNKNOWN).then_some(Offset(partition.offset)),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// OffsetCommit of `offsets` (topic, partition, next offset to consume). Any partition the
+    /// broker refuses fails the call with [`ClientError::Partition`] carrying its code
+    /// (`FencedMemberEpoch`, `UnknownMemberId`, `StaleMemberEpoch` for a member; `NonEmptyGroup`
+    /// for an admin commit while the group has members).
+    pub async fn commit_offsets(
+        &mut self,
+        group_id: &str,
+        committer: Committer<'_>,
+        offsets: &[(&str, PartitionId, Offset)],
+    ) -> ClientResult<()> {
+        let response = self.call(&offset_commit_request(group_id, committer, offsets)).await?;
+        offset_commit_outcome(group_id, response)
+    }
+
+    /// LeaveGroup for one member: its partitions are reassigned at once.
+    pub async fn leave_group(&mut self, group_id: &str, member_id: &str) -> ClientResult<()> {
+        let response = self
+            .call(&LeaveGroupRequest { group_id: group_id.to_owned(), member_ids: vec![member_id.to_owned()] })
+            .await?;
+        broker_code(response.error_code, format!("group '{group_id}'"))?;
+        let refused = response.members.iter().find(|m| !ErrorCode::from_u16(m.error_code).is_ok());
+        match refused {
+            Some(member) => {
+                broker_code(member.error_code, format!("member '{}' of group '{group_id}'", member.member_id))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The OffsetCommit request for `offsets` (topic, partition, next offset to consume).
+pub(crate) fn offset_commit_request(
+    group_id: &str,
+    committer: Committer<'_>,
+    offsets: &[(&str, PartitionId, Offset)],
+) -> OffsetCommitRequest {
+    let (member_id, member_epoch) = match committer {
+        Committer::Member { member_id, member_epoch } => (member_id.to_owned(), member_epoch),
+        Committer::Admin => (String::new(), ADMIN_COMMIT_EPOCH),
+    };
+    let mut topics: Vec<OffsetCommitTopic> = Vec::new();
+    for &(topic, partition, offset) in offsets {
+        let entry = OffsetCommitPartition { partition: partition.0, offset: offset.0, metadata: String::new() };
+        match topics.iter_mut().find(|t| t.name == topic) {
+            Some(found) => found.partitions.push(entry),
+            None => topics.push(OffsetCommitTopic { name: topic.to_owned(), partitions: vec![entry] }),
+        }
+    }
+    OffsetCommitRequest { group_id: group_id.to_owned(), member_id, member_epoch, topics }
+}
+
+/// An OffsetCommit response as a result: the first refused partition is the error.
+pub(crate) fn offset_commit_outcome(group_id: &str, response: OffsetCommitResponse) -> ClientResult<()> {
+    broker_code(response.error_code, format!("group '{group_id}'"))?;
+    for topic in response.topics {
+        for partition in topic.partitions {
+            partition_code(&topic.name, partition.partition, partition.error_code, || {
+                format!("offset commit of group '{group_id}'")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A per-partition code of a group response as a result.
+fn partition_code(topic: &str, partition: u32, code: u16, message: impl FnOnce() -> String) -> ClientResult<()> {
+    let code = ErrorCode::from_u16(code);
+    if code.is_ok() {
+        return Ok(());
+    }
+    Err(ClientError::Partition { topic: topic.to_owned(), partition: PartitionId(partition), code, message: message() })
 }
 
 fn broker_code(code: u16, message: String) -> ClientResult<()> {

@@ -86,6 +86,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
         Consumer { connection, config, assignments: Vec::new(), buffered: VecDeque::new() }
     }
 
+    /// Bounds the long-poll wait of the next fetches (a group member shortens it so that its
+    /// next heartbeat is never late).
+    pub fn set_max_wait_ms(&mut self, max_wait_ms: u32) {
+        self.config.max_wait_ms = max_wait_ms;
+    }
+
     /// The connection, for admin calls (metadata, list offsets).
     pub fn connection(&mut self) -> &mut Connection<S> {
         &mut self.connection

@@ -8,7 +8,8 @@
 //! an `Rc`), as everything is in a thread-per-core program.
 //!
 //! - [`connection`]: frames out and in, correlation ids, pipelining, timeouts.
-//! - [`admin`]: ApiVersions, Metadata, CreateTopic, DeleteTopic, ListOffsets.
+//! - [`admin`]: ApiVersions, Metadata, CreateTopic, DeleteTopic, ListOffsets, and the group
+//!   calls (ListGroups, DescribeGroup, OffsetFetch, OffsetCommit, LeaveGroup).
 //! - [`partitioner`]: which partition a record goes to (FNV-1a for keys, sticky for null keys).
 //! - [`accumulator`]: per-partition batches and the "send now?" decisions (size, linger).
 //! - [`retry`]: exponential back-off.
@@ -16,12 +17,14 @@
 //! - [`reconnect`]: [`Connect`], how a producer opens a new connection after a drop.
 //! - [`producer`]: [`Producer`], built from the above.
 //! - [`consumer`]: [`Consumer`] and the decoding of fetched batches into records.
+//! - [`group`]: [`GroupConsumer`], a consumer-group member on top of [`Consumer`].
 
 pub mod accumulator;
 pub mod admin;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod idempotence;
 pub mod partitioner;
 pub mod producer;
@@ -38,10 +41,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use accumulator::{Accumulator, AccumulatorConfig};
-pub use admin::{TopicConfig, TopicPartitionOffset};
+pub use admin::{Committer, GroupOffset, TopicConfig, TopicPartitionOffset};
 pub use connection::{Connection, ConnectionConfig, Pending, Response};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
 pub use error::{ClientError, ClientResult};
+pub use group::{DeliveryMode, GroupConsumer, GroupConsumerConfig};
 pub use partitioner::{partition_for_key, StickyPartitioner};
 pub use producer::{Acks, Delivery, DeliveryFuture, Producer, ProducerConfig};
 pub use reconnect::Connect;

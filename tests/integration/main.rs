@@ -8,6 +8,7 @@ mod broker_basic;
 mod broker_order;
 mod broker_support;
 mod cli;
+mod group_scenarios;
 mod groups;
 mod idempotence;
 mod startup;
