@@ -139,6 +139,31 @@ pub enum ConsumeFrom {
     Latest,
 }
 
+/// A group member's delivery mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeliveryArg {
+    /// Commit after processing (auto-commit).
+    AtLeastOnce,
+    /// Commit before handing records over.
+    AtMostOnce,
+}
+
+impl DeliveryArg {
+    pub fn mode(self) -> ringmq::client::DeliveryMode {
+        match self {
+            DeliveryArg::AtLeastOnce => ringmq::client::DeliveryMode::AtLeastOnce,
+            DeliveryArg::AtMostOnce => ringmq::client::DeliveryMode::AtMostOnce,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryArg::AtLeastOnce => "at-least-once",
+            DeliveryArg::AtMostOnce => "at-most-once",
+        }
+    }
+}
+
 /// `ringmq-loadgen`: producers and consumers against a ringmq broker.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -196,9 +221,23 @@ pub struct Args {
     /// publish-to-receive latency.
     #[arg(long, default_value_t = 0)]
     pub consumers: usize,
-    /// Where consumers start [default: latest with producers, earliest without].
+    /// Where consumers start [default: latest with producers, earliest without]. With
+    /// --group: where a partition starts when the group has no commit for it.
     #[arg(long, value_enum)]
     pub from: Option<ConsumeFrom>,
+    /// Consumers join this consumer group and the broker assigns the partitions (without it,
+    /// partitions are dealt round-robin). With producers, the group's offsets are first set to
+    /// the log end, so the group must have no members.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// With --group: when members commit.
+    #[arg(long, value_enum, default_value = "at-least-once")]
+    pub delivery: DeliveryArg,
+    /// With --group: consumer 0 stops at this time without leaving the group, as a crash
+    /// would; the report gives the rebalance pause (kill → its partitions consumed again).
+    /// Needs at least 2 consumers.
+    #[arg(long, value_parser = parse_duration)]
+    pub kill_consumer_after: Option<Duration>,
     /// Pin actor i to CPU cpus[i mod len] (e.g. 0,1 or 0-3) [default: not pinned].
     #[arg(long, value_parser = parse_cpus)]
     pub cpus: Option<CpuList>,
@@ -266,6 +305,12 @@ impl Args {
         }
         if self.duration.is_some_and(|d| d.is_zero()) {
             return Err("--duration must be more than 0".to_owned());
+        }
+        if self.group.as_deref().is_some_and(str::is_empty) {
+            return Err("--group needs a name".to_owned());
+        }
+        if self.kill_consumer_after.is_some() && (self.group.is_none() || self.consumers < 2) {
+            return Err("--kill-consumer-after needs --group and at least 2 consumers".to_owned());
         }
         let passes_broker_flags = !self.broker_args.is_empty() || self.fsync.is_some() || self.cores.is_some();
         if passes_broker_flags && !self.embedded {
@@ -355,6 +400,16 @@ mod tests {
         assert!(args.validate().is_ok());
         assert_eq!(args.broker_flags(), ["--fsync=never", "--cores=1", "--log-level=warn"]);
         assert_eq!(parse(&["--cpus", "0-1"]).unwrap().cpus, Some(CpuList(vec![0, 1])));
+        assert!(parse(&["--consumers", "2", "--kill-consumer-after", "2s"]).unwrap().validate().is_err());
+        assert!(parse(&["--group", "g", "--consumers", "1", "--kill-consumer-after", "2s"])
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(parse(&["--group", "", "--consumers", "1"]).unwrap().validate().is_err());
+        let args = parse(&["--group", "g", "--consumers", "2", "--kill-consumer-after", "2s"]).unwrap();
+        assert!(args.validate().is_ok());
+        assert_eq!(args.kill_consumer_after, Some(Duration::from_secs(2)));
+        assert_eq!(args.delivery, DeliveryArg::AtLeastOnce);
         let args = parse(&["--messages", "5"]).unwrap();
         assert_eq!(args.measured_duration(), None);
     }

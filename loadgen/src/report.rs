@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::actors::rebalance::RebalancePause;
 use crate::args::{Args, KeyMode};
 use crate::host::Host;
 use crate::stats::{distribution, summarize, LatencySummary, PercentilePoint, Stats};
@@ -29,6 +30,10 @@ pub struct Parameters {
     pub consumers: usize,
     pub cpus: Option<Vec<usize>>,
     pub ack_poll_us: u64,
+    /// Consumers are members of this group (`None`: partitions dealt round-robin).
+    pub group: Option<String>,
+    pub delivery: Option<&'static str>,
+    pub kill_consumer_after_s: Option<f64>,
 }
 
 impl Parameters {
@@ -57,6 +62,9 @@ impl Parameters {
             consumers: args.consumers,
             cpus: args.cpus.as_ref().map(|cpus| cpus.0.clone()),
             ack_poll_us: args.ack_poll_us,
+            group: args.group.clone(),
+            delivery: args.group.as_ref().map(|_| args.delivery.as_str()),
+            kill_consumer_after_s: args.kill_consumer_after.map(|d| d.as_secs_f64()),
         }
     }
 }
@@ -110,6 +118,8 @@ pub struct Results {
     pub end_to_end_latency: Option<LatencySummary>,
     pub errors: BTreeMap<String, u64>,
     pub broker_memory: Option<BrokerMemory>,
+    /// `--kill-consumer-after`: how long the killed member's partitions went unconsumed.
+    pub rebalance: Option<RebalancePause>,
     /// "broker connection lost after …", when the run failed.
     pub failure: Option<String>,
 }
@@ -151,6 +161,7 @@ pub fn results(stats: &Stats, windows: Windows, producers: usize, consumers: usi
         end_to_end_latency: (producers > 0 && consumers > 0).then(|| summarize(&stats.end_to_end)),
         errors: stats.errors.clone(),
         broker_memory: None,
+        rebalance: None,
         failure: None,
     };
     let distributions =
@@ -195,6 +206,27 @@ fn throughput_line(out: &mut String, name: &str, throughput: &Throughput) {
     );
 }
 
+fn rebalance_line(out: &mut String, pause: &RebalancePause) {
+    let per_partition: Vec<String> = pause.pause_ms.iter().map(|(p, ms)| format!("p{p} {ms:.0} ms")).collect();
+    let _ = write!(
+        out,
+        "{:<22} consumer 0 killed at {:.1}s owning {} partitions; consumed again after: {}",
+        "rebalance pause",
+        pause.killed_at_s,
+        pause.partitions.len(),
+        if per_partition.is_empty() { "-".to_owned() } else { per_partition.join(", ") }
+    );
+    match pause.pause_ms_max {
+        Some(max) => {
+            let _ = writeln!(out, " (max {max:.0} ms)");
+        }
+        None => {
+            let never: Vec<String> = pause.never_resumed.iter().map(|p| format!("p{p}")).collect();
+            let _ = writeln!(out, "; never consumed again: {}", never.join(", "));
+        }
+    }
+}
+
 /// The text report for stdout.
 pub fn format_text(report: &Report) -> String {
     let mut out = String::new();
@@ -237,6 +269,9 @@ pub fn format_text(report: &Report) -> String {
             memory.rss_kib_per_partition,
             memory.partitions_created
         );
+    }
+    if let Some(pause) = &r.rebalance {
+        rebalance_line(&mut out, pause);
     }
     if let Some(failure) = &r.failure {
         let _ = writeln!(out, "{:<22} {failure}", "FAILED");

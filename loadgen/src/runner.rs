@@ -5,11 +5,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringmq::client::{ClientError, ConnectionConfig, TopicConfig};
+use ringmq::client::{ClientError, Committer, ConnectionConfig, TopicConfig};
+use ringmq::model::{Offset, PartitionId};
 use ringmq::protocol::ErrorCode;
+use ringmq::protocol::OffsetSpec;
 use ringmq::runtime::{open_connection, run_local};
 
 use crate::actors::consumer::{self, ConsumerSettings};
+use crate::actors::group_consumer::{self, GroupSettings};
 use crate::actors::producer::{self, ProducerSettings};
 use crate::actors::{spawn_actor, ActorEnv, Clock, Run};
 use crate::args::Args;
@@ -69,6 +72,9 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
         }
         _ => None,
     };
+    if let (Some(group_id), true) = (&args.group, args.producers > 0) {
+        start_group_at_log_end(addr, group_id, &args.topic)?;
+    }
     let (mut report, failure) = run_actors(args, addr)?;
     report.results.broker_memory = broker_memory.map(|mut memory| {
         memory.rss_kib_after_run = broker.as_ref().and_then(Broker::rss_kib);
@@ -82,6 +88,36 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
     }
     report.results.failure = failure.clone();
     Ok(Outcome { report, failure })
+}
+
+/// End-to-end with a group: commits the log end of every partition for the group (an admin
+/// commit, refused while the group has members), so members start where the producers will.
+fn start_group_at_log_end(addr: SocketAddr, group_id: &str, topic: &str) -> Result<(), String> {
+    let outcome = run_local(|| async move {
+        let mut connection = open_connection(addr, ConnectionConfig::default())
+            .await
+            .map_err(|error| format!("cannot connect to the broker at {addr}: {error}"))?;
+        let partitions = connection
+            .topic_metadata(topic)
+            .await
+            .map_err(|error| format!("cannot describe topic '{topic}': {error}"))?
+            .partitions
+            .len();
+        let lookups: Vec<(PartitionId, OffsetSpec)> =
+            (0..u32::try_from(partitions).unwrap_or(u32::MAX)).map(|p| (PartitionId(p), OffsetSpec::Latest)).collect();
+        let ends = connection
+            .list_offsets(topic, &lookups)
+            .await
+            .map_err(|error| format!("cannot read the log ends of '{topic}': {error}"))?;
+        let offsets: Vec<(&str, PartitionId, Offset)> =
+            ends.iter().filter_map(|end| Some((topic, end.partition, end.offset?))).collect();
+        connection.commit_offsets(group_id, Committer::Admin, &offsets).await.map_err(|error| {
+            format!(
+                "cannot set group '{group_id}' to the log end (it must have no members; pick another --group): {error}"
+            )
+        })
+    });
+    outcome.map_err(|error| format!("cannot start the I/O runtime: {error}"))?
 }
 
 fn resolve(bootstrap: &str) -> Result<SocketAddr, String> {
@@ -159,7 +195,18 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
         };
         let env = env(index);
         let cpu = cpu_of(args, args.producers + index);
-        match spawn_actor(format!("consumer-{index}"), cpu, move || consumer::run(env, settings)) {
+        let group = args.group.as_ref().map(|group_id| GroupSettings {
+            group_id: group_id.clone(),
+            delivery: args.delivery.mode(),
+            kill_after_ns: args.kill_consumer_after.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        });
+        let spawned = match group {
+            Some(group) => {
+                spawn_actor(format!("consumer-{index}"), cpu, move || group_consumer::run(env, settings, group))
+            }
+            None => spawn_actor(format!("consumer-{index}"), cpu, move || consumer::run(env, settings)),
+        };
+        match spawned {
             Ok(handle) => handles.push(handle),
             Err(error) => {
                 run.fail(error.clone());
@@ -214,7 +261,8 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
         produce_s: window(run.producers_end_ns.load(Ordering::SeqCst)),
         consume_s: window(run.consumers_end_ns.load(Ordering::SeqCst)),
     };
-    let (results, distributions) = report::results(&stats, windows, args.producers, args.consumers);
+    let (mut results, distributions) = report::results(&stats, windows, args.producers, args.consumers);
+    results.rebalance = run.rebalance.summary(start_ns);
     let report = Report {
         tool: "ringmq-loadgen",
         version: env!("CARGO_PKG_VERSION"),

@@ -31,15 +31,17 @@ fn broker() -> PathBuf {
     path
 }
 
-#[test]
-fn embedded_run_writes_a_json_report_with_throughput_and_no_errors() {
+/// Runs `ringmq-loadgen --embedded ARGS --quiet --json FILE` against the built broker, bounded
+/// by [`RUN_TIMEOUT`], and returns the JSON report.
+fn run_embedded(name: &str, args: &[&str]) -> serde_json::Value {
     let broker = broker();
-    let work = std::env::temp_dir().join(format!("ringmq-loadgen-test-{}", std::process::id()));
+    let work = std::env::temp_dir().join(format!("ringmq-loadgen-test-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("work dir");
     let json = work.join("out.json");
     let mut child = Command::new(loadgen())
-        .args(["--embedded", "--messages", "2000", "--message-bytes", "100", "--consumers", "1", "--quiet"])
-        .args(["--broker-arg=--fsync=never", "--broker-arg=--cores=1", "--json"])
+        .arg("--embedded")
+        .args(args)
+        .args(["--quiet", "--json"])
         .arg(&json)
         .arg("--broker-bin")
         .arg(&broker)
@@ -54,6 +56,7 @@ fn embedded_run_writes_a_json_report_with_throughput_and_no_errors() {
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("the loadgen did not finish within {RUN_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -62,6 +65,24 @@ fn embedded_run_writes_a_json_report_with_throughput_and_no_errors() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("valid JSON");
     let _ = std::fs::remove_dir_all(&work);
+    report
+}
+
+#[test]
+fn embedded_run_writes_a_json_report_with_throughput_and_no_errors() {
+    let report = run_embedded(
+        "plain",
+        &[
+            "--messages",
+            "2000",
+            "--message-bytes",
+            "100",
+            "--consumers",
+            "1",
+            "--broker-arg=--fsync=never",
+            "--broker-arg=--cores=1",
+        ],
+    );
     let results = &report["results"];
     assert_eq!(results["produce"]["messages"], 2000, "{results}");
     assert!(results["produce"]["msgs_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{results}");
@@ -72,6 +93,47 @@ fn embedded_run_writes_a_json_report_with_throughput_and_no_errors() {
     assert!(report["distributions"]["produce_ack"].as_array().is_some_and(|d| !d.is_empty()));
     assert_eq!(report["parameters"]["message_bytes"], 100);
     assert!(report["host"]["cores"].as_u64().unwrap_or(0) >= 1);
+}
+
+/// Group mode: 2 members share 4 partitions; consumer 0 is killed without leaving after 1 s,
+/// and its partitions must be consumed again by the survivor once the broker notices (1 s
+/// session timeout), with every acknowledged message received at least once.
+#[test]
+fn group_run_reports_the_rebalance_pause_of_a_killed_member() {
+    let report = run_embedded(
+        "group",
+        &[
+            "--partitions",
+            "4",
+            "--producers",
+            "1",
+            "--consumers",
+            "2",
+            "--group",
+            "loadgen-test",
+            "--rate",
+            "2000",
+            "--duration",
+            "4s",
+            "--message-bytes",
+            "100",
+            "--kill-consumer-after",
+            "1s",
+            "--broker-arg=--fsync=never",
+            "--broker-arg=--group-session-timeout-ms=1000",
+        ],
+    );
+    let results = &report["results"];
+    assert!(results["failure"].is_null(), "{results}");
+    let produced = results["produce"]["messages"].as_u64().unwrap_or(0);
+    assert!(produced > 0, "{results}");
+    assert!(results["consume"]["messages"].as_u64().unwrap_or(0) >= produced, "at least once: {results}");
+    let pause = &results["rebalance"];
+    let orphaned = pause["partitions"].as_array().map_or(0, Vec::len);
+    assert!(orphaned >= 1, "the killed member owned partitions: {pause}");
+    assert!(pause["never_resumed"].as_array().is_some_and(|never| never.is_empty()), "{pause}");
+    assert!(pause["pause_ms_max"].as_f64().unwrap_or(0.0) > 0.0, "{pause}");
+    assert_eq!(report["parameters"]["group"], "loadgen-test");
 }
 
 #[test]

@@ -9,16 +9,16 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ringmq::client::{ClientError, ConnectionConfig, Consumer, ConsumerConfig, SeekTo};
+use ringmq::client::{ClientError, ConnectionConfig, Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
 use ringmq::model::PartitionId;
 use ringmq::runtime::open_connection;
 
-use super::{error_name, is_connection_lost, value_sent_ns, ActorEnv};
+use super::{error_name, is_connection_lost, value_sent_ns, ActorEnv, Run};
 use crate::args::ConsumeFrom;
 use crate::stats::{latency_ns, Stats, MERGE_INTERVAL_MS};
 
 /// Longest a fetch waits on the broker: also how quickly a consumer notices the stop.
-const FETCH_MAX_WAIT_MS: u32 = 100;
+pub const FETCH_MAX_WAIT_MS: u32 = 100;
 /// After the producers finished, how long consumers may take to receive the rest.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,7 +42,7 @@ pub fn assigned_partitions(partitions: u32, consumers: usize, index: usize) -> V
 }
 
 /// Whether the consumers are done.
-fn finished(env: &ActorEnv, settings: &ConsumerSettings, start_ns: u64, now_ns: u64) -> bool {
+pub fn finished(env: &ActorEnv, settings: &ConsumerSettings, start_ns: u64, now_ns: u64) -> bool {
     let run = &env.run;
     if run.abort.load(Ordering::Relaxed) {
         return true;
@@ -95,10 +95,7 @@ pub async fn run(env: ActorEnv, settings: ConsumerSettings) {
     }
     run.ready.fetch_add(1, Ordering::SeqCst);
     let Some(start_ns) = run.wait_for_go().await else { return };
-    let measure_from_ns = start_ns + settings.warmup_ns;
-    let end_to_end = settings.producers > 0;
-    let mut local = Stats::default();
-    let mut last_merge_ns = start_ns;
+    let mut meter = ReceiveMeter::new(start_ns, &settings);
     loop {
         let now = run.clock.now_ns();
         if finished(&env, &settings, start_ns, now) {
@@ -115,7 +112,7 @@ pub async fn run(env: ActorEnv, settings: ConsumerSettings) {
                     run.connection_lost(&error);
                     break;
                 }
-                local.record_error(&error_name(&error), 1);
+                meter.local.record_error(&error_name(&error), 1);
                 if let ClientError::OffsetOutOfRange { partition, .. } = &error {
                     if let Err(error) = consumer.seek(&env.topic, *partition, SeekTo::Earliest).await {
                         run.fail(format!("consumer {}: cannot seek after out of range: {error}", env.index));
@@ -125,28 +122,57 @@ pub async fn run(env: ActorEnv, settings: ConsumerSettings) {
                 continue;
             }
         };
-        let now = run.clock.now_ns();
+        meter.absorb(&run, &records, run.clock.now_ns());
+    }
+    meter.finish(&run);
+}
+
+/// Counts and times what one consumer receives, merging into the run's stats about once per
+/// [`MERGE_INTERVAL_MS`].
+pub struct ReceiveMeter {
+    pub local: Stats,
+    last_merge_ns: u64,
+    measure_from_ns: u64,
+    end_to_end: bool,
+}
+
+impl ReceiveMeter {
+    pub fn new(start_ns: u64, settings: &ConsumerSettings) -> ReceiveMeter {
+        ReceiveMeter {
+            local: Stats::default(),
+            last_merge_ns: start_ns,
+            measure_from_ns: start_ns + settings.warmup_ns,
+            end_to_end: settings.producers > 0,
+        }
+    }
+
+    /// Records received at `now_ns`.
+    pub fn absorb(&mut self, run: &Run, records: &[ConsumerRecord], now_ns: u64) {
         let mut bytes_total = 0;
-        for record in &records {
+        for record in records {
             let bytes = record.value.len() as u64;
             bytes_total += bytes;
-            let sent_ns = value_sent_ns(&record.value).filter(|_| end_to_end);
+            let sent_ns = value_sent_ns(&record.value).filter(|_| self.end_to_end);
             let measured = match sent_ns {
-                Some(sent_ns) => sent_ns >= measure_from_ns,
-                None => now >= measure_from_ns,
+                Some(sent_ns) => sent_ns >= self.measure_from_ns,
+                None => now_ns >= self.measure_from_ns,
             };
             if measured {
-                local.record_receive(sent_ns.map(|sent| latency_ns(sent, now)), bytes);
+                self.local.record_receive(sent_ns.map(|sent| latency_ns(sent, now_ns)), bytes);
             }
         }
         run.stats.add_consumed(records.len() as u64, bytes_total);
-        if now.saturating_sub(last_merge_ns) >= MERGE_INTERVAL_MS * 1_000_000 {
-            run.stats.absorb(&mut local);
-            last_merge_ns = now;
+        if now_ns.saturating_sub(self.last_merge_ns) >= MERGE_INTERVAL_MS * 1_000_000 {
+            run.stats.absorb(&mut self.local);
+            self.last_merge_ns = now_ns;
         }
     }
-    run.stats.absorb(&mut local);
-    run.consumers_end_ns.fetch_max(run.clock.now_ns(), Ordering::SeqCst);
+
+    /// The consumer stopped.
+    pub fn finish(mut self, run: &Run) {
+        run.stats.absorb(&mut self.local);
+        run.consumers_end_ns.fetch_max(run.clock.now_ns(), Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]

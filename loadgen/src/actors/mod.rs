@@ -13,7 +13,9 @@
 //! first [`TIMESTAMP_BYTES`] bytes of the value; a consumer subtracts it from its receive time.
 
 pub mod consumer;
+pub mod group_consumer;
 pub mod producer;
+pub mod rebalance;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -91,6 +93,8 @@ pub struct Run {
     pub consumers_end_ns: AtomicU64,
     /// The first fatal failure ("broker connection lost after …").
     fatal: Mutex<Option<String>>,
+    /// Group mode with `--kill-consumer-after`: the rebalance pause.
+    pub rebalance: rebalance::RebalanceWatch,
 }
 
 impl Run {
@@ -108,6 +112,7 @@ impl Run {
             producers_end_ns: AtomicU64::new(0),
             consumers_end_ns: AtomicU64::new(0),
             fatal: Mutex::new(None),
+            rebalance: rebalance::RebalanceWatch::default(),
         }
     }
 
