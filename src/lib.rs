@@ -25,15 +25,17 @@
 //! - [`storage`]: the per-partition log. The record batch format, indexes and scans are plain
 //!   Rust; segments, the write pipeline and recovery use glommio's `DmaFile`.
 //! - [`shard`]: placement (partition → shard), the mesh and the work shards send each other,
-//!   a shard's state, what the owner does, and the consumer-group coordinator glue.
+//!   a shard's state, what the owner does (the idempotence check and append, producer-id
+//!   blocks), and the consumer-group coordinator glue.
 //! - [`server`]: `ringmq serve`: start-up checks, listeners, connections, one handler per API.
 //! - [`group`]: consumer groups' plain-Rust core: the KIP-848 group state machine, sticky
 //!   assignors, committed offsets and their offsets-topic records, idempotent-producer state.
-//! - [`client`]: the Rust client: a pipelined connection, admin calls, a batching producer
-//!   (FNV-1a key partitioner, sticky null keys, retries) and a validating consumer. Runs over
-//!   any `futures-io` stream; no runtime types.
+//! - [`client`]: the Rust client: a pipelined connection, admin calls (topics, groups), a
+//!   batching producer (FNV-1a key partitioner, sticky null keys, retries, idempotence by
+//!   default with acks=all, reconnection), a validating consumer and a consumer-group member
+//!   (`client::GroupConsumer`). Runs over any `futures-io` stream; no runtime types.
 //! - [`runtime`]: the client's glommio glue: TCP connect, the timer, a single-executor runner.
-//! - [`cli`]: the `ringmq` subcommands (`serve`, `topic`, `produce`, `consume`).
+//! - [`cli`]: the `ringmq` subcommands (`serve`, `topic`, `produce`, `consume`, `group`).
 //! - [`testing`]: helpers shared by tests and benchmarks.
 //!
 //! glommio types stay in the kernel-facing modules (`storage::segment`, `storage::log`,

@@ -17,7 +17,7 @@ use crate::client::{
 };
 use crate::model::{Offset, PartitionId};
 use crate::protocol::ErrorCode;
-use crate::runtime::{open_connection, run_local, GlommioSleeper};
+use crate::runtime::{open_connection, run_local, tcp_connector, GlommioSleeper};
 
 /// `ringmq topic ...`
 #[derive(Debug, clap::Subcommand)]
@@ -286,7 +286,10 @@ pub(super) async fn produce(addr: SocketAddr, args: ProduceArgs) -> CommandResul
         },
         ..ProducerConfig::default()
     };
-    let mut producer = Producer::new(connection, config);
+    // A dropped connection is replaced and the unanswered batches resent (deduplicated by the
+    // broker when idempotent, the default with acks=all).
+    let mut producer =
+        Producer::new(connection, config).with_reconnect(tcp_connector(addr, ConnectionConfig::default()));
     let topic = args.topic.clone();
     let count = producer.partition_count(&topic).await.map_err(|e| describe(&e))?;
     let partition = args.partition.map(PartitionId);
