@@ -9,6 +9,9 @@
 //!   then answer (and, for a commit, apply them).
 //! - Expiry ([`expire_loop`]): every [`EXPIRE_INTERVAL`], remove silent members and append the
 //!   resulting records.
+//! - Compaction ([`super::offsets_snapshot`]): a partition whose log holds much more than its
+//!   live state is rewritten as a snapshot of it and the log start moves past the old records;
+//!   commits hold the snapshot's commit gate from their append to their apply.
 //!
 //! Group-state changes (heartbeat, leave, describe, expiry) run one at a time per shard, each
 //! from the coordinator call to the end of its append (`Shard::group_write_lock`): a request
@@ -23,9 +26,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::execute::{storage_error, LEADER_EPOCH};
+use super::offsets_snapshot;
 use super::ops::{GroupOp, GroupReply, TopicPartition};
 use super::state::{BrokerSettings, Shard};
 use crate::group::{
@@ -125,7 +129,9 @@ pub async fn load_groups(shard: &Rc<Shard>) {
     tracing::info!(shard = %shard.id, records = count, skipped, "group coordinator loaded");
 }
 
-/// Every [`EXPIRE_INTERVAL`] until shutdown: removes silent members and appends the records.
+/// Every [`EXPIRE_INTERVAL`] until shutdown: removes silent members and appends the records,
+/// then starts a snapshot of any offsets partition that is due (after start-up, one whose
+/// loaded log is already big).
 pub async fn expire_loop(shard: Rc<Shard>) {
     while !shard.shutting_down.get() {
         glommio::timer::sleep(EXPIRE_INTERVAL).await;
@@ -135,12 +141,13 @@ pub async fn expire_loop(shard: Rc<Shard>) {
         let now = shard.now_ms();
         // A failed append is logged and reloads the coordinator (in `mutate`).
         let _ = mutate(&shard, |c| CoordinatorOutput { response: (), records: c.expire(now) }).await;
+        offsets_snapshot::schedule_due(&shard);
     }
 }
 
 /// Appends `records` to their groups' offsets partitions, one batch per partition, and waits
-/// for the log's durability.
-pub async fn append_records(shard: &Shard, records: &[GroupRecord]) -> Result<(), (ErrorCode, String)> {
+/// for the log's durability. A partition that has grown enough gets a snapshot afterwards.
+pub async fn append_records(shard: &Rc<Shard>, records: &[GroupRecord]) -> Result<(), (ErrorCode, String)> {
     if records.is_empty() {
         return Ok(());
     }
@@ -149,24 +156,47 @@ pub async fn append_records(shard: &Shard, records: &[GroupRecord]) -> Result<()
     for record in records {
         by_partition.entry(group_partition(&table, record.group())).or_default().push(record);
     }
-    let now = TimestampMs::now();
     for (tp, records) in by_partition {
         let Some(handle) = shard.partition(&tp) else {
             return Err((ErrorCode::NotCoordinator, format!("offsets partition {} is not open here", tp.partition)));
         };
-        let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
-        for record in records {
-            let value = record
-                .encode()
-                .map_err(|error| (ErrorCode::InvalidRequest, format!("cannot encode a group record: {error:?}")))?;
-            builder.push(now, Some(record.group().as_bytes()), &value, &[]);
+        // One batch whatever its size: a request's records are all-or-nothing after a crash.
+        for batch in encode_batches(records.into_iter(), usize::MAX)? {
+            let result = handle.log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await;
+            handle.appended.notify_all();
+            result.map_err(|error| storage_error(&error))?;
         }
-        let batch = builder.build().map_err(|error| (ErrorCode::Unknown, format!("building a batch: {error}")))?;
-        let result = handle.log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await;
-        handle.appended.notify_all();
-        result.map_err(|error| storage_error(&error))?;
+        offsets_snapshot::schedule_if_due(shard, tp.partition, &handle);
     }
     Ok(())
+}
+
+/// `records` as offsets-topic batches (keyed by group id) of at most about `max_batch_bytes`
+/// each; every batch holds at least one record.
+pub(super) fn encode_batches<'a>(
+    records: impl Iterator<Item = &'a GroupRecord>,
+    max_batch_bytes: usize,
+) -> Result<Vec<Bytes>, (ErrorCode, String)> {
+    let now = TimestampMs::now();
+    let build = |builder: BatchBuilder| {
+        builder.build().map_err(|error| (ErrorCode::Unknown, format!("building a batch: {error}")))
+    };
+    let mut batches = Vec::new();
+    let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
+    for record in records {
+        let value = record
+            .encode()
+            .map_err(|error| (ErrorCode::InvalidRequest, format!("cannot encode a group record: {error:?}")))?;
+        let key = record.group().as_bytes();
+        if !builder.is_empty() && builder.estimated_bytes().saturating_add(key.len() + value.len()) > max_batch_bytes {
+            batches.push(build(std::mem::replace(&mut builder, BatchBuilder::new(BatchBuilderConfig::default())))?);
+        }
+        builder.push(now, Some(key), &value, &[]);
+    }
+    if !builder.is_empty() {
+        batches.push(build(builder)?);
+    }
+    Ok(batches)
 }
 
 /// Runs one group request on this (the coordinator) shard.
@@ -251,6 +281,9 @@ fn not_coordinator(code: ErrorCode) -> ErrorCode {
 /// OffsetCommit: unknown topics and partitions are refused here (the coordinator leaves that
 /// check to the broker); the rest is validated, appended, applied, then answered.
 async fn offset_commit(shard: &Rc<Shard>, request: &crate::protocol::OffsetCommitRequest) -> OffsetCommitResponse {
+    // Held until the records are applied: a snapshot never sees them appended but not applied.
+    // The gate is never closed.
+    let _gate = shard.offsets_snapshots.commit_gate().acquire_permit(1).await;
     let table = shard.topics();
     let known = |topic: &str, partition: u32| table.get(topic).is_some_and(|t| partition < t.partitions);
     let output = shard.groups.borrow().offset_commit(request, TimestampMs::now().0);

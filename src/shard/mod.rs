@@ -1,7 +1,7 @@
 //! Thread-per-core plumbing: which shard owns which partition ([`placement`]), the work
 //! shards send each other ([`ops`]) over the channel mesh ([`mesh`]), a shard's state
 //! ([`state`]) and what the owner does with the work ([`execute`]); [`groups`] runs the group
-//! coordinator of the offsets-topic partitions a shard owns.
+//! coordinator of the offsets-topic partitions a shard owns, [`offsets_snapshot`] compacts them.
 //!
 //! Kernel-facing: [`mesh`] and [`execute`] use glommio; [`placement`], [`ops`] are plain Rust.
 
@@ -10,6 +10,7 @@ pub mod groups;
 pub mod mesh;
 pub mod metadata;
 pub mod notify;
+pub mod offsets_snapshot;
 pub mod ops;
 pub mod placement;
 pub mod state;

@@ -96,6 +96,8 @@ pub struct Shard {
     pub group_write_lock: glommio::sync::Semaphore,
     /// A reload of the coordinator from the offsets topic is under way.
     pub groups_reloading: Cell<bool>,
+    /// Snapshot compaction of the offsets partitions this shard owns.
+    pub offsets_snapshots: super::offsets_snapshot::SnapshotState,
     /// The zero of [`Shard::now_ms`].
     started_at: std::time::Instant,
 }
@@ -118,6 +120,7 @@ impl Shard {
             requests_in_flight: Cell::new(0),
             group_write_lock: glommio::sync::Semaphore::new(1),
             groups_reloading: Cell::new(false),
+            offsets_snapshots: Default::default(),
             started_at: std::time::Instant::now(),
         })
     }

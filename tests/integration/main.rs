@@ -9,6 +9,7 @@ mod broker_order;
 mod broker_support;
 mod cli;
 mod groups;
+mod offsets_compaction;
 mod startup;
 mod storage_corruption;
 mod storage_crash;
