@@ -29,8 +29,9 @@ pub const SNAPSHOT_LIVE_FACTOR: u64 = 2;
 /// The most a partition's log grows before a snapshot when its live state is small: a quiet
 /// coordinator with 16 offsets partitions keeps at most about 16 × 16 MiB of offsets records.
 pub const SNAPSHOT_FLOOR_BYTES_MAX: u64 = 16 << 20;
-/// Snapshot records are appended in batches of at most this many bytes (and at most half a
-/// segment, which a batch must fit in).
+/// Snapshot records are appended in batches of about this many bytes (at most half a segment,
+/// and a batch may pass its target by one record: at most about 4.7 KB, well within a segment
+/// of at least 64 KiB).
 pub const SNAPSHOT_BATCH_BYTES_MAX: usize = 1 << 20;
 
 /// The log size below which a partition is never snapshotted: its segment size, capped at
@@ -45,7 +46,7 @@ pub fn snapshot_due(log_bytes: u64, live_bytes: u64, segment_bytes: u64) -> bool
     log_bytes >= snapshot_floor_bytes(segment_bytes).max(live_bytes.saturating_mul(SNAPSHOT_LIVE_FACTOR))
 }
 
-/// The most bytes one snapshot batch may take in a log of `segment_bytes` segments.
+/// The target size of one snapshot batch in a log of `segment_bytes` segments.
 pub fn snapshot_batch_bytes(segment_bytes: u64) -> usize {
     usize::try_from(segment_bytes / 2).unwrap_or(usize::MAX).min(SNAPSHOT_BATCH_BYTES_MAX)
 }

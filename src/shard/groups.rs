@@ -161,7 +161,7 @@ pub async fn append_records(shard: &Rc<Shard>, records: &[GroupRecord]) -> Resul
             return Err((ErrorCode::NotCoordinator, format!("offsets partition {} is not open here", tp.partition)));
         };
         // One batch whatever its size: a request's records are all-or-nothing after a crash.
-        for batch in encode_batches(records.into_iter(), usize::MAX)? {
+        if let Some(batch) = next_batch(&mut records.into_iter(), usize::MAX)? {
             let result = handle.log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await;
             handle.appended.notify_all();
             result.map_err(|error| storage_error(&error))?;
@@ -171,32 +171,26 @@ pub async fn append_records(shard: &Rc<Shard>, records: &[GroupRecord]) -> Resul
     Ok(())
 }
 
-/// `records` as offsets-topic batches (keyed by group id) of at most about `max_batch_bytes`
-/// each; every batch holds at least one record.
-pub(super) fn encode_batches<'a>(
-    records: impl Iterator<Item = &'a GroupRecord>,
-    max_batch_bytes: usize,
-) -> Result<Vec<Bytes>, (ErrorCode, String)> {
+/// The next offsets-topic batch of `records` (keyed by group id): records are taken until the
+/// batch reaches `target_batch_bytes`, so it may pass it by one record. `None` once `records`
+/// is exhausted. One batch at a time keeps a big snapshot from being encoded all at once.
+pub(super) fn next_batch<'a>(
+    records: &mut impl Iterator<Item = &'a GroupRecord>,
+    target_batch_bytes: usize,
+) -> Result<Option<Bytes>, (ErrorCode, String)> {
     let now = TimestampMs::now();
-    let build = |builder: BatchBuilder| {
-        builder.build().map_err(|error| (ErrorCode::Unknown, format!("building a batch: {error}")))
-    };
-    let mut batches = Vec::new();
     let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
-    for record in records {
+    while builder.estimated_bytes() < target_batch_bytes {
+        let Some(record) = records.next() else { break };
         let value = record
             .encode()
             .map_err(|error| (ErrorCode::InvalidRequest, format!("cannot encode a group record: {error:?}")))?;
-        let key = record.group().as_bytes();
-        if !builder.is_empty() && builder.estimated_bytes().saturating_add(key.len() + value.len()) > max_batch_bytes {
-            batches.push(build(std::mem::replace(&mut builder, BatchBuilder::new(BatchBuilderConfig::default())))?);
-        }
-        builder.push(now, Some(key), &value, &[]);
+        builder.push(now, Some(record.group().as_bytes()), &value, &[]);
     }
-    if !builder.is_empty() {
-        batches.push(build(builder)?);
+    if builder.is_empty() {
+        return Ok(None);
     }
-    Ok(batches)
+    builder.build().map(Some).map_err(|error| (ErrorCode::Unknown, format!("building a batch: {error}")))
 }
 
 /// Runs one group request on this (the coordinator) shard.
@@ -282,8 +276,7 @@ fn not_coordinator(code: ErrorCode) -> ErrorCode {
 /// check to the broker); the rest is validated, appended, applied, then answered.
 async fn offset_commit(shard: &Rc<Shard>, request: &crate::protocol::OffsetCommitRequest) -> OffsetCommitResponse {
     // Held until the records are applied: a snapshot never sees them appended but not applied.
-    // The gate is never closed.
-    let _gate = shard.offsets_snapshots.commit_gate().acquire_permit(1).await;
+    let _gate = shard.offsets_snapshots.commit_permit().await;
     let table = shard.topics();
     let known = |topic: &str, partition: u32| table.get(topic).is_some_and(|t| partition < t.partitions);
     let output = shard.groups.borrow().offset_commit(request, TimestampMs::now().0);
@@ -327,4 +320,48 @@ async fn offset_commit(shard: &Rc<Shard>, request: &crate::protocol::OffsetCommi
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::OffsetCommitRecord;
+    use crate::storage::batch::validate;
+
+    /// Guards snapshot batching: every record lands once, in order, keyed by its group; a batch
+    /// passes its target by one record at most; an unlimited target gives one batch.
+    #[test]
+    fn next_batch_splits_records_in_order_near_the_target() {
+        let records: Vec<GroupRecord> = (0..500u32)
+            .map(|i| {
+                GroupRecord::OffsetCommit(OffsetCommitRecord {
+                    group: format!("g{}", i % 7),
+                    topic: "t".into(),
+                    partition: i,
+                    offset: u64::from(i),
+                    metadata: "m".repeat(100),
+                    commit_timestamp_ms: 0,
+                })
+            })
+            .collect();
+        let target = 8 << 10;
+        let mut unwritten = records.iter();
+        let mut decoded = Vec::new();
+        let mut batches = 0;
+        while let Some(batch) = next_batch(&mut unwritten, target).unwrap() {
+            batches += 1;
+            assert!(batch.len() < target + 512, "a batch of {} bytes", batch.len());
+            validate(&batch).unwrap();
+            for_each_record(&batch, |record| {
+                let record_group = GroupRecord::decode(record.value).unwrap();
+                assert_eq!(record.key, Some(record_group.group().as_bytes()));
+                decoded.push(record_group);
+            })
+            .unwrap();
+        }
+        assert!(batches > 3, "{batches} batches");
+        assert_eq!(decoded, records);
+        assert!(next_batch(&mut records.iter(), usize::MAX).unwrap().is_some());
+        assert!(next_batch(&mut [].iter(), usize::MAX).unwrap().is_none());
+    }
 }

@@ -3,8 +3,8 @@
 //! content), its live records are re-appended and the log start moves past everything older.
 //!
 //! A snapshot of offsets partition P:
-//! 1. takes every unit of the commit gate ([`SnapshotState::commit_gate`]; each commit holds one
-//!    from before its append to after its apply), then [`Shard::group_write_lock`] (held by
+//! 1. takes every unit of the commit gate (each commit holds one from before its append to after
+//!    its apply: [`SnapshotState::commit_permit`]), then [`Shard::group_write_lock`] (held by
 //!    every group-state change until its append is durable). So no record is appended and not
 //!    yet applied, and nothing applied is not yet appended: the coordinator's state of P's
 //!    groups equals a replay of P's log;
@@ -30,10 +30,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use glommio::sync::Semaphore;
+use glommio::sync::{Permit, Semaphore};
 
 use super::execute::LEADER_EPOCH;
-use super::groups::{encode_batches, offsets_partitions};
+use super::groups::{next_batch, offsets_partitions};
 use super::ops::TopicPartition;
 use super::state::{PartitionHandle, Shard};
 use crate::group::snapshot::{partition_snapshot, snapshot_batch_bytes, snapshot_due};
@@ -46,8 +46,13 @@ const COMMIT_GATE_UNITS: u64 = u32::MAX as u64;
 /// A shard's snapshot bookkeeping (one per shard, in [`Shard`]).
 pub struct SnapshotState {
     /// Every commit holds one unit from before its append to after its apply; a snapshot takes
-    /// them all (the semaphore is fair: a waiting snapshot holds up later commits).
+    /// them all.
     commit_gate: Semaphore,
+    /// Passed through to take commit-gate units. glommio's semaphore wakes a later small waiter
+    /// before an earlier big one, so a snapshot waiting for the whole gate would starve under a
+    /// steady flow of commits; a snapshot holds the turnstile while it waits, which stops new
+    /// commits at the turnstile (one unit each: first come, first served).
+    turnstile: Semaphore,
     /// Bytes of the last snapshot of each offsets partition: its live state.
     live_bytes: RefCell<BTreeMap<u32, u64>>,
     /// A snapshot task is running on this shard.
@@ -58,6 +63,7 @@ impl Default for SnapshotState {
     fn default() -> SnapshotState {
         SnapshotState {
             commit_gate: Semaphore::new(COMMIT_GATE_UNITS),
+            turnstile: Semaphore::new(1),
             live_bytes: RefCell::new(BTreeMap::new()),
             running: Cell::new(false),
         }
@@ -65,9 +71,20 @@ impl Default for SnapshotState {
 }
 
 impl SnapshotState {
-    /// What a commit holds from before its append to after its apply.
-    pub fn commit_gate(&self) -> &Semaphore {
-        &self.commit_gate
+    /// What a commit holds from before its append to after its apply. `None` only if the
+    /// semaphores were closed, which they never are.
+    pub async fn commit_permit(&self) -> Option<Permit<'_>> {
+        let _turn = self.turnstile.acquire_permit(1).await.ok()?;
+        // Immediate: a snapshot holding the gate holds the turnstile too.
+        self.commit_gate.acquire_permit(1).await.ok()
+    }
+
+    /// The whole commit gate: once no commit is between its append and its apply.
+    async fn all_commits(&self) -> Result<(Permit<'_>, Permit<'_>), String> {
+        let closed = |_| "the commit gate is closed".to_string();
+        let turn = self.turnstile.acquire_permit(1).await.map_err(closed)?;
+        let all = self.commit_gate.acquire_permit(COMMIT_GATE_UNITS).await.map_err(closed)?;
+        Ok((turn, all))
     }
 
     /// A poisoned log is never due: it refuses appends until the broker restarts.
@@ -156,10 +173,8 @@ async fn snapshot_partition(
 ) -> Result<Option<SnapshotReport>, String> {
     let log = &handle.log;
     let (start, records, bytes) = {
-        // Neither lock is ever closed; without a permit the snapshot would still be correct
-        // for group changes but could miss a commit between its append and its apply.
-        let _commits = shard.offsets_snapshots.commit_gate.acquire_permit(COMMIT_GATE_UNITS).await;
-        let _changes = shard.group_write_lock.acquire_permit(1).await;
+        let _commits = shard.offsets_snapshots.all_commits().await?;
+        let _changes = shard.group_write_lock.acquire_permit(1).await.map_err(|_| "the group lock is closed")?;
         let records = {
             let groups = shard.groups.borrow();
             if !groups.is_loaded() {
@@ -167,12 +182,14 @@ async fn snapshot_partition(
             }
             partition_snapshot(groups.offsets(), partition, offsets_partitions(&shard.topics()))
         };
-        let batches = encode_batches(records.iter(), snapshot_batch_bytes(log.config().segment_bytes))
-            .map_err(|(_, message)| message)?;
         log.roll_now().await.map_err(|error| format!("rolling: {error}"))?;
         let start = log.log_end_offset();
-        let bytes: u64 = batches.iter().map(|batch| batch.len() as u64).sum();
-        for batch in batches {
+        let batch_bytes = snapshot_batch_bytes(log.config().segment_bytes);
+        let mut bytes = 0u64;
+        let mut unwritten = records.iter();
+        // Bounded: every batch takes at least one record.
+        while let Some(batch) = next_batch(&mut unwritten, batch_bytes).map_err(|(_, message)| message)? {
+            bytes += batch.len() as u64;
             let appended = log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await;
             handle.appended.notify_all();
             appended.map_err(|error| format!("appending: {error}"))?;

@@ -18,8 +18,8 @@ use super::broker_support::{Broker, RawClient};
 const TOPIC: &str = "orders";
 const PARTITIONS: u32 = 4;
 const SEGMENT_BYTES: u64 = 64 << 10;
-/// Commits per group: with 4 × 1 KB of metadata each, ~1.7 MB per group, over 25 times the
-/// snapshot floor.
+/// Commits per group: with 4 × 1 KB of metadata each, ~1.7 MB per group (5 MB for the
+/// partition), over 75 times the snapshot floor.
 const ROUNDS: u64 = 400;
 const METADATA_BYTES: usize = 1000;
 /// The most an offsets partition directory may hold: a closed segment, the active one, the
@@ -102,6 +102,13 @@ fn group_epoch(client: &mut RawClient, group: &str) -> i32 {
     response.group_epoch
 }
 
+/// `count` group ids of one offsets partition: their commits race each other's snapshots.
+fn groups_of_one_partition(count: usize) -> Vec<String> {
+    let partition_of = |group: &String| coordinator_partition(group, OFFSETS_TOPIC_PARTITIONS_DEFAULT);
+    let first = partition_of(&"compaction-0".to_string());
+    (0..10_000).map(|i| format!("compaction-{i}")).filter(|g| partition_of(g) == first).take(count).collect()
+}
+
 fn offsets_partition_dir(data_dir: &Path, group: &str) -> PathBuf {
     let partition = coordinator_partition(group, OFFSETS_TOPIC_PARTITIONS_DEFAULT);
     data_dir.join("topics").join(OFFSETS_TOPIC).join(partition.to_string())
@@ -148,18 +155,20 @@ fn commit_concurrently(broker: &Broker, committers: &[Committer], data_dir: &Pat
     (last, largest)
 }
 
-/// Commits megabytes to the offsets topic: its partitions stay within a few segments (old
-/// records are compacted into snapshots), and every group's last acknowledged offsets and the
-/// joined group's epoch survive kill -9, a clean restart, and compaction after the restart.
+/// Commits megabytes to one offsets partition from three connections at once: it stays within a
+/// few segments (old records are compacted into snapshots, while other commits are in flight),
+/// and every group's last acknowledged offsets and the joined group's epoch survive kill -9, a
+/// clean restart, and compaction after the restart.
 #[test]
 fn offsets_partitions_stay_bounded_and_the_latest_commits_survive_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), FLAGS);
     let mut client = broker.client();
     assert_eq!(client.create_topic(TOPIC, PARTITIONS), ErrorCode::None);
-    let member = join(&mut client, "compaction-members");
+    let groups = groups_of_one_partition(3);
+    let member = join(&mut client, &groups[0]);
     let epoch = group_epoch(&mut client, &member.group);
-    let committers = vec![member, admin("compaction-admin-a"), admin("compaction-admin-b")];
+    let committers = vec![member, admin(&groups[1]), admin(&groups[2])];
 
     let (last, largest) = commit_concurrently(&broker, &committers, dir.path());
     let appended = ROUNDS * u64::from(PARTITIONS) * METADATA_BYTES as u64;
