@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use ringmq::group::{coordinator_partition, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS_DEFAULT};
 use ringmq::protocol::{
     ConsumerGroupHeartbeatRequest, DescribeGroupRequest, ErrorCode, OffsetCommitPartition, OffsetCommitRequest,
-    OffsetCommitTopic, OffsetFetchRequest, OffsetFetchTopic, ADMIN_COMMIT_EPOCH, JOIN_EPOCH, OFFSET_UNKNOWN,
+    OffsetCommitTopic, ADMIN_COMMIT_EPOCH, JOIN_EPOCH,
 };
 
 use super::broker_support::{Broker, RawClient};
+use super::groups::fetch_committed;
 
 const TOPIC: &str = "orders";
 const PARTITIONS: u32 = 4;
@@ -80,20 +81,15 @@ fn commit(client: &mut RawClient, committer: &Committer, offsets: &[u64]) {
     }
 }
 
+/// The committed offsets, each checked against its metadata.
 fn fetch(client: &mut RawClient, group: &str) -> Vec<u64> {
-    let request = OffsetFetchRequest {
-        group_id: group.into(),
-        topics: vec![OffsetFetchTopic { name: TOPIC.into(), partitions: (0..PARTITIONS).collect() }],
-    };
-    let response = client.call(&request, Vec::new()).body;
-    assert_eq!(ErrorCode::from_u16(response.error_code), ErrorCode::None);
-    let mut offsets = vec![OFFSET_UNKNOWN; PARTITIONS as usize];
-    for partition in response.topics.iter().filter(|t| t.name == TOPIC).flat_map(|t| t.partitions.iter()) {
-        assert_eq!(ErrorCode::from_u16(partition.error_code), ErrorCode::None);
-        assert_eq!(partition.metadata, format!("{:0>width$}", partition.offset, width = METADATA_BYTES));
-        offsets[partition.partition as usize] = partition.offset;
-    }
-    offsets
+    fetch_committed(client, group, TOPIC, PARTITIONS)
+        .into_iter()
+        .map(|(offset, metadata)| {
+            assert_eq!(metadata, format!("{offset:0>width$}", width = METADATA_BYTES));
+            offset
+        })
+        .collect()
 }
 
 fn group_epoch(client: &mut RawClient, group: &str) -> i32 {
