@@ -12,8 +12,9 @@
 //! 3. rolls P's log, appends the records as batches from offset S and syncs them, whatever
 //!    the durability setting. Both locks are still held, so nothing else lands in between and
 //!    every later record lands after the snapshot (latest wins on replay);
-//! 4. releases the locks, then moves P's log start to S (persisted before any file is
-//!    removed), which deletes every segment below S.
+//! 4. moves P's log start to S (persisted before any file is removed), which deletes every
+//!    segment below S, and only then releases the locks: a reload of the coordinator (which
+//!    holds the group lock) never reads a log whose start moves under it.
 //!
 //! A crash before step 4 leaves the log start where it was: the load replays the old records,
 //! then the (maybe partial) snapshot, whose values are the ones already current — the same
@@ -172,32 +173,34 @@ async fn snapshot_partition(
     handle: &PartitionHandle,
 ) -> Result<Option<SnapshotReport>, String> {
     let log = &handle.log;
-    let (start, records, bytes) = {
-        let _commits = shard.offsets_snapshots.all_commits().await?;
-        let _changes = shard.group_write_lock.acquire_permit(1).await.map_err(|_| "the group lock is closed")?;
-        let records = {
-            let groups = shard.groups.borrow();
-            if !groups.is_loaded() {
-                return Ok(None);
-            }
-            partition_snapshot(groups.offsets(), partition, offsets_partitions(&shard.topics()))
-        };
-        log.roll_now().await.map_err(|error| format!("rolling: {error}"))?;
-        let start = log.log_end_offset();
-        let batch_bytes = snapshot_batch_bytes(log.config().segment_bytes);
-        let mut bytes = 0u64;
-        let mut unwritten = records.iter();
-        // Bounded: every batch takes at least one record.
-        while let Some(batch) = next_batch(&mut unwritten, batch_bytes).map_err(|(_, message)| message)? {
-            bytes += batch.len() as u64;
-            let appended = log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await;
-            handle.appended.notify_all();
-            appended.map_err(|error| format!("appending: {error}"))?;
+    let _commits = shard.offsets_snapshots.all_commits().await?;
+    let _changes = shard.group_write_lock.acquire_permit(1).await.map_err(|_| "the group lock is closed")?;
+    let records = {
+        let groups = shard.groups.borrow();
+        if !groups.is_loaded() {
+            return Ok(None);
         }
-        log.flush(true).await.map_err(|error| format!("syncing: {error}"))?;
-        (start, records.len(), bytes)
+        partition_snapshot(groups.offsets(), partition, offsets_partitions(&shard.topics()))
     };
+    log.roll_now().await.map_err(|error| format!("rolling: {error}"))?;
+    let start = log.log_end_offset();
+    let batch_bytes = snapshot_batch_bytes(log.config().segment_bytes);
+    let mut bytes = 0u64;
+    let mut unwritten = records.iter();
+    // Bounded: every batch takes at least one record.
+    while let Some(batch) = next_batch(&mut unwritten, batch_bytes).map_err(|(_, message)| message)? {
+        bytes += batch.len() as u64;
+        let appended = log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await;
+        handle.appended.notify_all();
+        appended.map_err(|error| format!("appending: {error}"))?;
+    }
+    log.flush(true).await.map_err(|error| format!("syncing: {error}"))?;
     let report = log.advance_log_start(start).await.map_err(|error| format!("moving the log start: {error}"))?;
     shard.offsets_snapshots.live_bytes.borrow_mut().insert(partition, bytes);
-    Ok(Some(SnapshotReport { records, bytes, log_start: start, deleted_segments: report.deleted_segments }))
+    Ok(Some(SnapshotReport {
+        records: records.len(),
+        bytes,
+        log_start: start,
+        deleted_segments: report.deleted_segments,
+    }))
 }
