@@ -171,6 +171,9 @@ fn offsets_partitions_stay_bounded_and_the_latest_commits_survive_restarts() {
     assert!(largest <= PARTITION_DIR_BYTES_MAX, "an offsets partition held {largest} bytes after {appended} per group");
     let log = broker.log();
     assert!(log.iter().any(|line| line.contains("offsets partition compacted to a snapshot")), "no snapshot logged");
+    let log_start = std::fs::read_to_string(offsets_partition_dir(dir.path(), &groups[0]).join("log_start_offset"));
+    let log_start: u64 = log_start.expect("snapshots persist a log start").trim().parse().unwrap();
+    assert!(log_start > 0, "the restart must load from a snapshot, not from offset 0");
     for (committer, offsets) in committers.iter().zip(&last) {
         assert_eq!(&fetch(&mut client, &committer.group), offsets);
     }
