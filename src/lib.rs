@@ -26,10 +26,12 @@
 //!   Rust; segments, the write pipeline and recovery use glommio's `DmaFile`.
 //! - [`shard`]: placement (partition → shard), the mesh and the work shards send each other,
 //!   a shard's state, what the owner does (the idempotence check and append, producer-id
-//!   blocks), and the consumer-group coordinator glue.
+//!   blocks), and the consumer-group coordinator glue (with the snapshot compaction of the
+//!   offsets topic).
 //! - [`server`]: `ringmq serve`: start-up checks, listeners, connections, one handler per API.
 //! - [`group`]: consumer groups' plain-Rust core: the KIP-848 group state machine, sticky
-//!   assignors, committed offsets and their offsets-topic records, idempotent-producer state.
+//!   assignors, committed offsets, their offsets-topic records and when to snapshot them,
+//!   idempotent-producer state.
 //! - [`client`]: the Rust client: a pipelined connection, admin calls (topics, groups), a
 //!   batching producer (FNV-1a key partitioner, sticky null keys, retries, idempotence by
 //!   default with acks=all, reconnection), a validating consumer and a consumer-group member

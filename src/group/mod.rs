@@ -11,7 +11,8 @@
 //!   keep their partitions keep consuming through a rebalance. Epochs fence zombies.
 //! - [`OffsetStore`] keeps the latest committed offset per (group, topic, partition); commits
 //!   are validated against the group, appended to the offsets topic as [`GroupRecord`]s, and
-//!   applied once durable. [`replay`] rebuilds the store at start-up, [`compact`] snapshots it.
+//!   applied once durable. [`replay`] rebuilds the store at start-up; [`snapshot`] decides
+//!   when a partition of the offsets topic is rewritten as its live records (bounded disk use).
 //! - [`GroupCoordinator`] is one shard's set of groups and offsets behind the wire API: it turns
 //!   requests (keys 11..=16) into responses plus the [`GroupRecord`]s the broker must append
 //!   (and says in which order: durable before answering).
@@ -27,6 +28,7 @@ pub mod member;
 pub mod offsets;
 pub mod producer_state;
 pub mod records;
+pub mod snapshot;
 
 #[cfg(test)]
 mod tests;

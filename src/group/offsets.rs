@@ -211,8 +211,14 @@ impl OffsetStore {
 
     /// The store as records: one per live key, groups first. Replaying them gives this store.
     pub fn snapshot(&self) -> Vec<GroupRecord> {
-        let groups = self.groups.values().cloned().map(GroupRecord::GroupMetadata);
-        let offsets = self.offsets.iter().flat_map(|(group, offsets)| {
+        self.snapshot_where(|_| true)
+    }
+
+    /// [`OffsetStore::snapshot`] of the groups for which `keep(group_id)` holds (e.g. those of
+    /// one offsets-topic partition).
+    pub fn snapshot_where(&self, keep: impl Fn(&str) -> bool) -> Vec<GroupRecord> {
+        let groups = self.groups.values().filter(|record| keep(&record.group)).cloned().map(GroupRecord::GroupMetadata);
+        let offsets = self.offsets.iter().filter(|(group, _)| keep(group)).flat_map(|(group, offsets)| {
             offsets.iter().map(move |((topic, partition), c)| {
                 GroupRecord::OffsetCommit(OffsetCommitRecord {
                     group: group.clone(),

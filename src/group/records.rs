@@ -3,7 +3,8 @@
 //!
 //! The coordinator appends these to its partition of the offsets topic (same log engine as any
 //! topic, so they are durable and later replicated) and rebuilds its state from them at
-//! start-up ([`super::offsets::replay`]).
+//! start-up ([`super::offsets::replay`]). Because the latest record per [`RecordKey`] wins, a
+//! partition can be rewritten as just its live records ([`super::snapshot`]).
 //!
 //! ## Encoding (little-endian, versioned)
 //!

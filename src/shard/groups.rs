@@ -9,6 +9,9 @@
 //!   then answer (and, for a commit, apply them).
 //! - Expiry ([`expire_loop`]): every [`EXPIRE_INTERVAL`], remove silent members and append the
 //!   resulting records.
+//! - Compaction ([`super::offsets_snapshot`]): a partition whose log holds much more than its
+//!   live state is rewritten as a snapshot of it and the log start moves past the old records;
+//!   commits hold the snapshot's commit gate from their append to their apply.
 //!
 //! Group-state changes (heartbeat, leave, describe, expiry) run one at a time per shard, each
 //! from the coordinator call to the end of its append (`Shard::group_write_lock`): a request
@@ -23,9 +26,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::execute::{storage_error, LEADER_EPOCH};
+use super::offsets_snapshot;
 use super::ops::{GroupOp, GroupReply, TopicPartition};
 use super::state::{BrokerSettings, Shard};
 use crate::group::{
@@ -125,7 +129,9 @@ pub async fn load_groups(shard: &Rc<Shard>) {
     tracing::info!(shard = %shard.id, records = count, skipped, "group coordinator loaded");
 }
 
-/// Every [`EXPIRE_INTERVAL`] until shutdown: removes silent members and appends the records.
+/// Every [`EXPIRE_INTERVAL`] until shutdown: removes silent members and appends the records,
+/// then starts a snapshot of any offsets partition that is due (after start-up, one whose
+/// loaded log is already big).
 pub async fn expire_loop(shard: Rc<Shard>) {
     while !shard.shutting_down.get() {
         glommio::timer::sleep(EXPIRE_INTERVAL).await;
@@ -135,12 +141,13 @@ pub async fn expire_loop(shard: Rc<Shard>) {
         let now = shard.now_ms();
         // A failed append is logged and reloads the coordinator (in `mutate`).
         let _ = mutate(&shard, |c| CoordinatorOutput { response: (), records: c.expire(now) }).await;
+        offsets_snapshot::schedule_due(&shard);
     }
 }
 
 /// Appends `records` to their groups' offsets partitions, one batch per partition, and waits
-/// for the log's durability.
-pub async fn append_records(shard: &Shard, records: &[GroupRecord]) -> Result<(), (ErrorCode, String)> {
+/// for the log's durability. A partition that has grown enough gets a snapshot afterwards.
+pub async fn append_records(shard: &Rc<Shard>, records: &[GroupRecord]) -> Result<(), (ErrorCode, String)> {
     if records.is_empty() {
         return Ok(());
     }
@@ -149,24 +156,41 @@ pub async fn append_records(shard: &Shard, records: &[GroupRecord]) -> Result<()
     for record in records {
         by_partition.entry(group_partition(&table, record.group())).or_default().push(record);
     }
-    let now = TimestampMs::now();
     for (tp, records) in by_partition {
         let Some(handle) = shard.partition(&tp) else {
             return Err((ErrorCode::NotCoordinator, format!("offsets partition {} is not open here", tp.partition)));
         };
-        let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
-        for record in records {
-            let value = record
-                .encode()
-                .map_err(|error| (ErrorCode::InvalidRequest, format!("cannot encode a group record: {error:?}")))?;
-            builder.push(now, Some(record.group().as_bytes()), &value, &[]);
+        // One batch whatever its size: a request's records are all-or-nothing after a crash.
+        if let Some(batch) = next_batch(&mut records.into_iter(), usize::MAX)? {
+            let result = handle.log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await;
+            handle.appended.notify_all();
+            result.map_err(|error| storage_error(&error))?;
         }
-        let batch = builder.build().map_err(|error| (ErrorCode::Unknown, format!("building a batch: {error}")))?;
-        let result = handle.log.append(BytesMut::from(&batch[..]), LEADER_EPOCH).await;
-        handle.appended.notify_all();
-        result.map_err(|error| storage_error(&error))?;
+        offsets_snapshot::schedule_if_due(shard, tp.partition, &handle);
     }
     Ok(())
+}
+
+/// The next offsets-topic batch of `records` (keyed by group id): records are taken until the
+/// batch reaches `target_batch_bytes`, so it may pass it by one record. `None` once `records`
+/// is exhausted. One batch at a time keeps a big snapshot from being encoded all at once.
+pub(super) fn next_batch<'a>(
+    records: &mut impl Iterator<Item = &'a GroupRecord>,
+    target_batch_bytes: usize,
+) -> Result<Option<Bytes>, (ErrorCode, String)> {
+    let now = TimestampMs::now();
+    let mut builder = BatchBuilder::new(BatchBuilderConfig::default());
+    while builder.estimated_bytes() < target_batch_bytes {
+        let Some(record) = records.next() else { break };
+        let value = record
+            .encode()
+            .map_err(|error| (ErrorCode::InvalidRequest, format!("cannot encode a group record: {error:?}")))?;
+        builder.push(now, Some(record.group().as_bytes()), &value, &[]);
+    }
+    if builder.is_empty() {
+        return Ok(None);
+    }
+    builder.build().map(Some).map_err(|error| (ErrorCode::Unknown, format!("building a batch: {error}")))
 }
 
 /// Runs one group request on this (the coordinator) shard.
@@ -251,6 +275,8 @@ fn not_coordinator(code: ErrorCode) -> ErrorCode {
 /// OffsetCommit: unknown topics and partitions are refused here (the coordinator leaves that
 /// check to the broker); the rest is validated, appended, applied, then answered.
 async fn offset_commit(shard: &Rc<Shard>, request: &crate::protocol::OffsetCommitRequest) -> OffsetCommitResponse {
+    // Held until the records are applied: a snapshot never sees them appended but not applied.
+    let _gate = shard.offsets_snapshots.commit_permit().await;
     let table = shard.topics();
     let known = |topic: &str, partition: u32| table.get(topic).is_some_and(|t| partition < t.partitions);
     let output = shard.groups.borrow().offset_commit(request, TimestampMs::now().0);
@@ -294,4 +320,48 @@ async fn offset_commit(shard: &Rc<Shard>, request: &crate::protocol::OffsetCommi
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::OffsetCommitRecord;
+    use crate::storage::batch::validate;
+
+    /// Guards snapshot batching: every record lands once, in order, keyed by its group; a batch
+    /// passes its target by one record at most; an unlimited target gives one batch.
+    #[test]
+    fn next_batch_splits_records_in_order_near_the_target() {
+        let records: Vec<GroupRecord> = (0..500u32)
+            .map(|i| {
+                GroupRecord::OffsetCommit(OffsetCommitRecord {
+                    group: format!("g{}", i % 7),
+                    topic: "t".into(),
+                    partition: i,
+                    offset: u64::from(i),
+                    metadata: "m".repeat(100),
+                    commit_timestamp_ms: 0,
+                })
+            })
+            .collect();
+        let target = 8 << 10;
+        let mut unwritten = records.iter();
+        let mut decoded = Vec::new();
+        let mut batches = 0;
+        while let Some(batch) = next_batch(&mut unwritten, target).unwrap() {
+            batches += 1;
+            assert!(batch.len() < target + 512, "a batch of {} bytes", batch.len());
+            validate(&batch).unwrap();
+            for_each_record(&batch, |record| {
+                let record_group = GroupRecord::decode(record.value).unwrap();
+                assert_eq!(record.key, Some(record_group.group().as_bytes()));
+                decoded.push(record_group);
+            })
+            .unwrap();
+        }
+        assert!(batches > 3, "{batches} batches");
+        assert_eq!(decoded, records);
+        assert!(next_batch(&mut records.iter(), usize::MAX).unwrap().is_some());
+        assert!(next_batch(&mut [].iter(), usize::MAX).unwrap().is_none());
+    }
 }

@@ -113,6 +113,8 @@ pub struct Shard {
     /// The producer-id allocator (shard 0 only), loaded from its file on first use. Never
     /// borrowed across an `.await`.
     pub producer_ids: RefCell<Option<ProducerIdBlocks>>,
+    /// Snapshot compaction of the offsets partitions this shard owns.
+    pub offsets_snapshots: super::offsets_snapshot::SnapshotState,
     /// The zero of [`Shard::now_ms`].
     started_at: std::time::Instant,
 }
@@ -136,6 +138,7 @@ impl Shard {
             group_write_lock: glommio::sync::Semaphore::new(1),
             groups_reloading: Cell::new(false),
             producer_ids: RefCell::new(None),
+            offsets_snapshots: Default::default(),
             started_at: std::time::Instant::now(),
         })
     }

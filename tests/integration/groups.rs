@@ -130,18 +130,26 @@ fn commit(client: &mut RawClient, group: &str, member: &Member, epoch: i32, offs
 
 /// The committed offset of every partition of the topic (`OFFSET_UNKNOWN`: none).
 fn fetch_offsets(client: &mut RawClient, group: &str) -> Vec<u64> {
+    fetch_committed(client, group, TOPIC, PARTITIONS).into_iter().map(|(offset, _)| offset).collect()
+}
+
+/// The committed offset and metadata of partitions `0..partitions` of `topic`
+/// (`OFFSET_UNKNOWN` and empty: none).
+pub(super) fn fetch_committed(client: &mut RawClient, group: &str, topic: &str, partitions: u32) -> Vec<(u64, String)> {
     let request = OffsetFetchRequest {
         group_id: group.into(),
-        topics: vec![OffsetFetchTopic { name: TOPIC.into(), partitions: (0..PARTITIONS).collect() }],
+        topics: vec![OffsetFetchTopic { name: topic.into(), partitions: (0..partitions).collect() }],
     };
     let response = client.call(&request, Vec::new()).body;
     assert_eq!(ErrorCode::from_u16(response.error_code), ErrorCode::None);
-    let mut offsets = vec![OFFSET_UNKNOWN; PARTITIONS as usize];
-    for partition in response.topics.iter().filter(|t| t.name == TOPIC).flat_map(|t| t.partitions.iter()) {
+    let mut committed = vec![(OFFSET_UNKNOWN, String::new()); partitions as usize];
+    for partition in response.topics.into_iter().filter(|t| t.name == topic).flat_map(|t| t.partitions) {
         assert_eq!(ErrorCode::from_u16(partition.error_code), ErrorCode::None);
-        offsets[partition.partition as usize] = partition.offset;
+        if let Some(slot) = committed.get_mut(partition.partition as usize) {
+            *slot = (partition.offset, partition.metadata);
+        }
     }
-    offsets
+    committed
 }
 
 /// Three members share six partitions two each; commits are fenced by epoch; committed offsets

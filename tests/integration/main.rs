@@ -11,6 +11,7 @@ mod cli;
 mod group_scenarios;
 mod groups;
 mod idempotence;
+mod offsets_compaction;
 mod startup;
 mod storage_corruption;
 mod storage_crash;

@@ -155,7 +155,7 @@ impl PartitionLog {
 
     /// Closes the active segment (written, synced, cut to its size, indexes persisted) and
     /// opens a new one at the log end. Called with the append lock held.
-    async fn roll(&self) -> StorageResult<()> {
+    pub(super) async fn roll(&self) -> StorageResult<()> {
         self.flush(true).await?;
         self.wait_for_sync_idle().await;
         let _flushing = acquire(&self.flush_lock).await?;

@@ -51,11 +51,61 @@ impl PartitionLog {
             }
             (doomed, new_start)
         };
-        let mut report = RetentionReport { log_start_offset: new_start, ..RetentionReport::default() };
         if doomed.is_empty() {
-            report.log_start_offset = self.log_start_offset();
-            return Ok(report);
+            return Ok(RetentionReport { log_start_offset: self.log_start_offset(), ..RetentionReport::default() });
         }
+        let report = self.move_log_start(new_start, &doomed).await?;
+        tracing::info!(dir = %self.dir.display(), deleted = report.deleted_segments, log_start_offset = %new_start, "retention deleted segments");
+        Ok(report)
+    }
+
+    /// Moves the log start up to `offset` and deletes every closed segment wholly below it:
+    /// what a snapshot of the log's live state (re-appended at `offset`) makes redundant.
+    /// `offset` must be durable (`StorageError::OffsetOutOfRange` otherwise), so that a crash
+    /// never leaves a log start past the recovered end; an offset at or below the log start
+    /// changes nothing. Persisted before any file is removed, as for retention.
+    pub async fn advance_log_start(&self, offset: Offset) -> StorageResult<RetentionReport> {
+        let _order = acquire(&self.append_lock).await?;
+        self.check_writable()?;
+        let (doomed, log_start) = {
+            let state = self.state.borrow();
+            if offset > state.durable {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: offset,
+                    log_start: state.log_start,
+                    log_end: state.durable,
+                });
+            }
+            let closed = state.segments.len() - 1;
+            let doomed: Vec<(Offset, u64)> = state
+                .segments
+                .values()
+                .take(closed)
+                .take_while(|segment| segment.next_offset <= offset)
+                .map(|segment| (segment.base_offset, segment.size_bytes))
+                .collect();
+            (doomed, state.log_start)
+        };
+        if offset <= log_start {
+            return Ok(RetentionReport { log_start_offset: log_start, ..RetentionReport::default() });
+        }
+        self.move_log_start(offset, &doomed).await
+    }
+
+    /// Starts a new segment at the log end unless the active one is empty, so that whatever is
+    /// appended next can outlive every segment before it (see [`Self::advance_log_start`]).
+    pub async fn roll_now(&self) -> StorageResult<()> {
+        let _order = acquire(&self.append_lock).await?;
+        self.check_writable()?;
+        if self.state.borrow().active().is_empty() {
+            return Ok(());
+        }
+        self.roll().await
+    }
+
+    /// Persists `new_start` as the log start, then forgets and deletes the `doomed` segments
+    /// (base offset, bytes). Called with the append lock held.
+    async fn move_log_start(&self, new_start: Offset, doomed: &[(Offset, u64)]) -> StorageResult<RetentionReport> {
         meta_file::write_log_start(&self.dir, new_start)?;
         let files: Vec<_> = {
             let mut state = self.state.borrow_mut();
@@ -66,12 +116,12 @@ impl PartitionLog {
         for file in files {
             let _ = file.close_rc().await; // readers may still hold it; they keep it open
         }
-        for &(base, bytes) in &doomed {
+        let mut report = RetentionReport { log_start_offset: new_start, ..RetentionReport::default() };
+        for &(base, bytes) in doomed {
             remove_segment_files(&self.dir, base)?;
             report.deleted_segments += 1;
             report.deleted_bytes += bytes;
         }
-        tracing::info!(dir = %self.dir.display(), deleted = report.deleted_segments, log_start_offset = %new_start, "retention deleted segments");
         Ok(report)
     }
 
@@ -158,5 +208,63 @@ impl PartitionLog {
         state.check_offsets();
         tracing::info!(dir = %self.dir.display(), log_end_offset = %cut_offset, "truncated the log");
         Ok(cut_offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{LeaderEpoch, Offset, TimestampMs};
+    use crate::storage::config::{Durability, LogConfig};
+    use crate::storage::error::StorageError;
+    use crate::storage::tail_cache::TailCacheBudget;
+    use crate::storage::PartitionLog;
+    use crate::testing::{batch_tag, make_batch, run_local};
+
+    /// Guards snapshot compaction's log primitives: `roll_now` starts a segment at the log
+    /// end, `advance_log_start` refuses a non-durable offset, deletes the segments wholly
+    /// below the new start and keeps the rest readable, and the start survives a reopen.
+    #[test]
+    fn advance_log_start_deletes_whole_segments_below_it_and_persists() {
+        run_local(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogConfig {
+                segment_bytes: 64 << 10,
+                write_buffer_bytes: 16 << 10,
+                durability: Durability::Never,
+                ..LogConfig::default()
+            };
+            let open = |config: LogConfig| {
+                let dir = dir.path().to_path_buf();
+                async move { PartitionLog::open(&dir, config, TailCacheBudget::new(1 << 20)).await.unwrap().0 }
+            };
+            let log = open(config.clone()).await;
+            for tag in 0..100 {
+                log.append(make_batch(tag, 2, 1000, TimestampMs(1)), LeaderEpoch(1)).await.unwrap();
+            }
+            let rolled_before = log.segment_count();
+            assert!(rolled_before > 1, "64 KiB segments must have rolled");
+            log.roll_now().await.unwrap();
+            log.roll_now().await.unwrap();
+            assert_eq!(log.segment_count(), rolled_before + 1, "an empty active segment does not roll again");
+            let snapshot_at = log.log_end_offset();
+            let info = log.append(make_batch(1000, 2, 100, TimestampMs(2)), LeaderEpoch(1)).await.unwrap();
+            assert_eq!(info.base_offset, snapshot_at);
+            // A roll syncs, so `snapshot_at` is durable already; the batch after it is not.
+            let not_durable = log.advance_log_start(info.next_offset).await;
+            assert!(matches!(not_durable, Err(StorageError::OffsetOutOfRange { .. })), "{not_durable:?}");
+            log.flush(true).await.unwrap();
+            let report = log.advance_log_start(snapshot_at).await.unwrap();
+            assert_eq!(report.deleted_segments, rolled_before);
+            assert_eq!((log.log_start_offset(), log.segment_count()), (snapshot_at, 1));
+            assert_eq!(log.advance_log_start(Offset(0)).await.unwrap().deleted_segments, 0, "never backwards");
+            let read = log.read(snapshot_at, 1 << 20).await.unwrap();
+            assert_eq!(read.batches.iter().map(|b| batch_tag(b)).collect::<Vec<_>>(), vec![Some(1000)]);
+            log.close().await.unwrap();
+
+            let log = open(config).await;
+            assert_eq!((log.log_start_offset(), log.log_end_offset()), (snapshot_at, info.next_offset));
+            assert!(matches!(log.read(Offset(0), 100).await, Err(StorageError::OffsetOutOfRange { .. })));
+            log.close().await.unwrap();
+        });
     }
 }
