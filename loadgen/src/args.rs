@@ -221,13 +221,12 @@ pub struct Args {
     /// publish-to-receive latency.
     #[arg(long, default_value_t = 0)]
     pub consumers: usize,
-    /// Where consumers start [default: latest with producers, earliest without]. With
-    /// --group: where a partition starts when the group has no commit for it.
+    /// Where consumers start [default: latest with producers, earliest without].
     #[arg(long, value_enum)]
     pub from: Option<ConsumeFrom>,
     /// Consumers join this consumer group and the broker assigns the partitions (without it,
-    /// partitions are dealt round-robin). With producers, the group's offsets are first set to
-    /// the log end, so the group must have no members.
+    /// partitions are dealt round-robin). The group's offsets are first set to where --from
+    /// says (the log end with producers), so the group must have no members.
     #[arg(long)]
     pub group: Option<String>,
     /// With --group: when members commit.

@@ -15,7 +15,7 @@ use crate::actors::consumer::{self, ConsumerSettings};
 use crate::actors::group_consumer::{self, GroupSettings};
 use crate::actors::producer::{self, ProducerSettings};
 use crate::actors::{spawn_actor, ActorEnv, Clock, Run};
-use crate::args::Args;
+use crate::args::{Args, ConsumeFrom};
 use crate::embedded::{broker_binary, Broker};
 use crate::report::{self, BrokerMemory, Parameters, Report, TimelinePoint, Windows};
 use crate::stats::summarize;
@@ -72,8 +72,12 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
         }
         _ => None,
     };
-    if let (Some(group_id), true) = (&args.group, args.producers > 0) {
-        start_group_at_log_end(addr, group_id, &args.topic)?;
+    if let Some(group_id) = &args.group {
+        let start = match args.consume_from() {
+            ConsumeFrom::Earliest => OffsetSpec::Earliest,
+            ConsumeFrom::Latest => OffsetSpec::Latest,
+        };
+        set_group_offsets(addr, group_id, &args.topic, start)?;
     }
     let (mut report, failure) = run_actors(args, addr)?;
     report.results.broker_memory = broker_memory.map(|mut memory| {
@@ -90,9 +94,10 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
     Ok(Outcome { report, failure })
 }
 
-/// End-to-end with a group: commits the log end of every partition for the group (an admin
-/// commit, refused while the group has members), so members start where the producers will.
-fn start_group_at_log_end(addr: SocketAddr, group_id: &str, topic: &str) -> Result<(), String> {
+/// Group mode: commits `start` (the log end with producers, so that members start where the
+/// producers will; `--from` without) on every partition for the group — an admin commit,
+/// refused while the group has members — so that every run of a case measures the same work.
+fn set_group_offsets(addr: SocketAddr, group_id: &str, topic: &str, start: OffsetSpec) -> Result<(), String> {
     let outcome = run_local(|| async move {
         let mut connection = open_connection(addr, ConnectionConfig::default())
             .await
@@ -104,11 +109,11 @@ fn start_group_at_log_end(addr: SocketAddr, group_id: &str, topic: &str) -> Resu
             .partitions
             .len();
         let lookups: Vec<(PartitionId, OffsetSpec)> =
-            (0..u32::try_from(partitions).unwrap_or(u32::MAX)).map(|p| (PartitionId(p), OffsetSpec::Latest)).collect();
+            (0..u32::try_from(partitions).unwrap_or(u32::MAX)).map(|p| (PartitionId(p), start)).collect();
         let ends = connection
             .list_offsets(topic, &lookups)
             .await
-            .map_err(|error| format!("cannot read the log ends of '{topic}': {error}"))?;
+            .map_err(|error| format!("cannot read the offsets of '{topic}': {error}"))?;
         let offsets: Vec<(&str, PartitionId, Offset)> =
             ends.iter().filter_map(|end| Some((topic, end.partition, end.offset?))).collect();
         connection.commit_offsets(group_id, Committer::Admin, &offsets).await.map_err(|error| {

@@ -136,12 +136,14 @@ async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes
             }
         }
     }
-    handle.appended.notify_all();
     if let (None, Some(next_offset)) = (&failure, durable_needed) {
         if let Err(error) = handle.log.await_durability(next_offset).await {
             failure = Some(storage_error(&error));
         }
     }
+    // After the durability wait: with `--fsync always` the high watermark is the synced offset,
+    // so a waiting fetch woken earlier would find nothing new and sleep on.
+    handle.appended.notify_all();
     let outcome = match (failure, first_base) {
         (Some(error), _) => Err(error),
         (None, Some(base)) => Ok(base),

@@ -108,11 +108,9 @@ pub async fn run(env: ActorEnv, settings: ConsumerSettings) {
         let records = match consumer.poll().await {
             Ok(records) => records,
             Err(error) => {
-                if is_connection_lost(&error) {
-                    run.connection_lost(&error);
+                if meter.poll_failed(&run, &error) {
                     break;
                 }
-                meter.local.record_error(&error_name(&error), 1);
                 if let ClientError::OffsetOutOfRange { partition, .. } = &error {
                     if let Err(error) = consumer.seek(&env.topic, *partition, SeekTo::Earliest).await {
                         run.fail(format!("consumer {}: cannot seek after out of range: {error}", env.index));
@@ -166,6 +164,17 @@ impl ReceiveMeter {
             run.stats.absorb(&mut self.local);
             self.last_merge_ns = now_ns;
         }
+    }
+
+    /// A poll failed: counts the error; true when the connection is gone (the run is failed and
+    /// the consumer must stop).
+    pub fn poll_failed(&mut self, run: &Run, error: &ClientError) -> bool {
+        if is_connection_lost(error) {
+            run.connection_lost(error);
+            return true;
+        }
+        self.local.record_error(&error_name(error), 1);
+        false
     }
 
     /// The consumer stopped.

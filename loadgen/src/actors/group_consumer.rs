@@ -87,11 +87,9 @@ pub async fn run(env: ActorEnv, settings: ConsumerSettings, group: GroupSettings
         let records = match consumer.poll().await {
             Ok(records) => records,
             Err(error) => {
-                if is_connection_lost(&error) {
-                    run.connection_lost(&error);
+                if meter.poll_failed(&run, &error) {
                     break;
                 }
-                meter.local.record_error(&error_name(&error), 1);
                 continue;
             }
         };
