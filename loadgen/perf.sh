@@ -31,6 +31,7 @@ for label, path, unit in [
     ("ack p99.9", ("produce_ack_latency", "p99_9_us"), "us"),
     ("e2e p50", ("end_to_end_latency", "p50_us"), "us"), ("e2e p99", ("end_to_end_latency", "p99_us"), "us"),
     ("rss/partition", ("broker_memory", "rss_kib_per_partition"), "KiB"),
+    ("rebalance pause max", ("rebalance", "pause_ms_max"), "ms"),
 ]:
     m = med(path)
     if m and m[0]:

@@ -95,6 +95,36 @@ fn embedded_run_writes_a_json_report_with_throughput_and_no_errors() {
     assert!(report["host"]["cores"].as_u64().unwrap_or(0) >= 1);
 }
 
+/// Idempotent producers at full speed (acks=all turns idempotence on): many pipelined requests
+/// per partition must reach the broker's sequence check in the order they were sent, so no
+/// `OutOfOrderSequence` and no loss or duplicate (every acknowledged message consumed once).
+#[test]
+fn pipelined_idempotent_producers_get_no_sequence_errors() {
+    let report = run_embedded(
+        "idempotent",
+        &[
+            "--messages",
+            "200000",
+            "--message-bytes",
+            "100",
+            "--batch-bytes",
+            "16KiB",
+            "--acks",
+            "all",
+            "--producers",
+            "2",
+            "--consumers",
+            "1",
+            "--broker-arg=--fsync=never",
+        ],
+    );
+    let results = &report["results"];
+    assert!(results["errors"].as_object().is_some_and(|errors| errors.is_empty()), "{results}");
+    assert!(results["failure"].is_null(), "{results}");
+    assert_eq!(results["produce"]["messages"], 200000, "{results}");
+    assert_eq!(results["consume"]["messages"], 200000, "{results}");
+}
+
 /// Group mode: 2 members share 4 partitions; consumer 0 is killed without leaving after 1 s,
 /// and its partitions must be consumed again by the survivor once the broker notices (1 s
 /// session timeout), with every acknowledged message received at least once.

@@ -16,12 +16,13 @@ use crate::storage::{PartitionLog, StorageError};
 /// and the offset after it, to pass to `PartitionLog::await_durability` (once for all the
 /// batches of a request, so that they share one fdatasync).
 ///
-/// A batch with a producer id is checked against the partition's producer state first: the
-/// check, the append's offset assignment and the record of the batch happen under
-/// `producer_lock`, so pipelined batches of one producer are judged one after the other
-/// against an up-to-date state. A duplicate is not appended again: its answer is the original
-/// base offset, given once the original is as durable as this request is promised (the
-/// original may still be waiting for its fdatasync).
+/// A batch with a producer id is checked against the partition's producer state first. The
+/// caller holds the partition's append turn (`PartitionHandle::append_turns`), so the check,
+/// the append's offset assignment and the record of the batch are not interleaved with another
+/// request's, and pipelined batches of one producer are judged in the order they were sent. A
+/// duplicate is not appended again: its answer is the original base offset, to be given once
+/// the original is as durable as this request is promised (the original may still be waiting
+/// for its fdatasync).
 pub async fn append_batch(handle: &PartitionHandle, batch: BytesMut) -> Result<(Offset, Offset), (ErrorCode, String)> {
     let header = BatchHeader::parse(&batch).map_err(|e| storage_error(&StorageError::InvalidBatch(e)))?;
     if header.producer_id.0 < 0 {
@@ -33,9 +34,6 @@ pub async fn append_batch(handle: &PartitionHandle, batch: BytesMut) -> Result<(
             .map_err(|e| storage_error(&e));
     }
     let appended = {
-        let Ok(_checking) = handle.producer_lock.acquire_permit(1).await else {
-            return Err(storage_error(&StorageError::Closed));
-        };
         let (producer_id, producer_epoch, base_sequence, record_count) =
             (header.producer_id, header.producer_epoch, header.base_sequence, header.record_count);
         let check = handle.producers.borrow().check(producer_id, producer_epoch, base_sequence, record_count);

@@ -121,6 +121,8 @@ async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes
     let Some(handle) = shard.partition(&tp) else {
         return with_partition(shard, tp, |_| Ok(0));
     };
+    // The ticket is taken before the first `.await`: requests keep their arrival order.
+    let turn = handle.append_turns.ticket().turn().await;
     let mut first_base = None;
     let mut durable_needed = None;
     let mut failure = None;
@@ -136,6 +138,7 @@ async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<Bytes
             }
         }
     }
+    drop(turn);
     if let (None, Some(next_offset)) = (&failure, durable_needed) {
         if let Err(error) = handle.log.await_durability(next_offset).await {
             failure = Some(storage_error(&error));

@@ -18,3 +18,4 @@ pub mod ops;
 pub mod placement;
 pub mod producer_ids;
 pub mod state;
+pub mod turns;

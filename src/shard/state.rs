@@ -59,9 +59,10 @@ pub struct PartitionHandle {
     /// The idempotent producers' last batches here (rebuilt from the log at open). Never
     /// borrowed across an `.await`.
     pub producers: RefCell<PartitionProducerState>,
-    /// Held by an idempotent append from its sequence check until its offsets are assigned and
-    /// recorded, so that two pipelined batches of one producer cannot both pass the check.
-    pub producer_lock: glommio::sync::Semaphore,
+    /// Produce requests' turns at this partition, in arrival order: a turn covers a request's
+    /// sequence checks and offset assignment, so that pipelined batches of one producer are
+    /// judged one after the other, in the order they were sent.
+    pub append_turns: super::turns::Turns,
 }
 
 impl PartitionHandle {
@@ -71,7 +72,7 @@ impl PartitionHandle {
             appended: LocalNotify::default(),
             durability,
             producers: RefCell::new(producers),
-            producer_lock: glommio::sync::Semaphore::new(1),
+            append_turns: super::turns::Turns::default(),
         }
     }
 
