@@ -430,3 +430,31 @@ fn the_broker_drops_duplicates_refuses_gaps_and_fences_old_epochs() {
     assert!(headers.iter().all(|h| h.producer_id == ProducerId(id)));
     broker.stop();
 }
+
+/// Bad input to the producer-id API and to idempotent batches gets a clear code, and the
+/// broker keeps serving: an empty or oversized transactional id is `InvalidTransactionalId`, a
+/// transactional id (transactions are not built yet) `InvalidRequest`, a negative sequence
+/// `OutOfOrderSequence`; nothing is appended for any of them.
+#[test]
+fn bad_idempotence_input_gets_clear_codes() {
+    const TOPIC: &str = "idem-bad";
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--cores", "2"]);
+    let mut client = broker.client();
+    assert_eq!(client.create_topic(TOPIC, 1), ErrorCode::None);
+    let init = |client: &mut crate::broker_support::RawClient, transactional_id: Option<String>| {
+        let request = InitProducerIdRequest { transactional_id, ..InitProducerIdRequest::default() };
+        let response = client.call(&request, Vec::new()).body;
+        (ErrorCode::from_u16(response.error_code), response.producer_id)
+    };
+    assert_eq!(init(&mut client, Some(String::new())), (ErrorCode::InvalidTransactionalId, -1));
+    assert_eq!(init(&mut client, Some("x".repeat(100_000))), (ErrorCode::InvalidTransactionalId, -1));
+    assert_eq!(init(&mut client, Some("tx-1".into())), (ErrorCode::InvalidRequest, -1));
+    let (id, _) = init_producer_id(&mut client);
+    let (code, _) = client.produce(TOPIC, 0, &[idempotent_batch(id, 0, -5, 2)], -1);
+    assert_eq!(code, ErrorCode::OutOfOrderSequence, "a negative sequence");
+    assert_eq!(client.produce(TOPIC, 0, &[idempotent_batch(id, 0, 0, 2)], -1), (ErrorCode::None, 0), "still serving");
+    let (_, high_watermark, _) = client.fetch(TOPIC, 0, 0, 0, 0);
+    assert_eq!(high_watermark, 2, "only the good batch was appended");
+    broker.stop();
+}
