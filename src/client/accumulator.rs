@@ -47,7 +47,16 @@ pub struct ClosedBatch<T> {
 struct OpenBatch<T> {
     builder: BatchBuilder,
     tokens: Vec<T>,
+    /// Tells this batch's entry in `Accumulator::by_age` from a closed predecessor's.
+    id: u64,
+}
+
+/// An open batch's place in the linger order.
+#[derive(Debug)]
+struct AgeEntry {
     opened_at: Instant,
+    slot: (String, PartitionId),
+    id: u64,
 }
 
 /// What [`Accumulator::append`] did.
@@ -64,13 +73,26 @@ pub struct Accumulator<T> {
     config: AccumulatorConfig,
     batch_config: BatchBuilderConfig,
     open: BTreeMap<(String, PartitionId), OpenBatch<T>>,
+    /// Open batches oldest first, so that the linger checks look at the front only, not at
+    /// every partition (4,096 open batches made them the producer's hottest loop). Entries of
+    /// batches closed by size stay until they reach the front, then are dropped.
+    by_age: VecDeque<AgeEntry>,
+    next_id: u64,
     closed: VecDeque<ClosedBatch<T>>,
     records: usize,
 }
 
 impl<T> Accumulator<T> {
     pub fn new(config: AccumulatorConfig, batch_config: BatchBuilderConfig) -> Accumulator<T> {
-        Accumulator { config, batch_config, open: BTreeMap::new(), closed: VecDeque::new(), records: 0 }
+        Accumulator {
+            config,
+            batch_config,
+            open: BTreeMap::new(),
+            by_age: VecDeque::new(),
+            next_id: 0,
+            closed: VecDeque::new(),
+            records: 0,
+        }
     }
 
     pub fn config(&self) -> &AccumulatorConfig {
@@ -110,18 +132,25 @@ impl<T> Accumulator<T> {
             self.close(&slot);
             batch_closed = true;
         }
-        let batch_config = self.batch_config;
-        let open = self.open.entry(slot.clone()).or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new(batch_config),
-            tokens: Vec::new(),
-            opened_at: now,
-        });
+        if !self.open.contains_key(&slot) {
+            let id = self.next_id;
+            self.next_id += 1;
+            // Callers pass a monotonic clock, so this is a push at the back.
+            let at = self.by_age.partition_point(|entry| entry.opened_at <= now);
+            self.by_age.insert(at, AgeEntry { opened_at: now, slot: slot.clone(), id });
+            let builder = BatchBuilder::new(self.batch_config);
+            self.open.insert(slot.clone(), OpenBatch { builder, tokens: Vec::new(), id });
+        }
+        let Some(open) = self.open.get_mut(&slot) else { return Appended { batch_closed } };
         open.builder.push(timestamp, key, value, headers);
         open.tokens.push(token);
         self.records += 1;
         if open.builder.estimated_bytes() >= self.config.batch_bytes {
             self.close(&slot);
             batch_closed = true;
+        }
+        if batch_closed {
+            self.drop_closed_front();
         }
         Appended { batch_closed }
     }
@@ -139,33 +168,51 @@ impl<T> Accumulator<T> {
 
     /// Whether some batch is ready at `now` (closed, or open for at least `linger`).
     pub fn has_ready(&self, now: Instant) -> bool {
-        !self.closed.is_empty() || self.open.values().any(|open| self.lingered(open, now))
+        !self.closed.is_empty() || self.oldest_open().is_some_and(|entry| self.lingered(entry.opened_at, now))
     }
 
     /// When the oldest open batch's linger runs out (`None` when no batch is open).
     pub fn next_linger_deadline(&self) -> Option<Instant> {
-        self.open.values().map(|open| open.opened_at + self.config.linger).min()
+        self.oldest_open().map(|entry| entry.opened_at + self.config.linger)
     }
 
     /// Takes every ready batch: the closed ones in the order they closed, then the open ones
-    /// whose linger ran out (all open ones when `force`, as `flush` does).
+    /// whose linger ran out, oldest first (all open ones when `force`, as `flush` does).
     pub fn drain_ready(&mut self, now: Instant, force: bool) -> Vec<ClosedBatch<T>> {
-        let expired: Vec<(String, PartitionId)> = self
-            .open
-            .iter()
-            .filter(|(_, open)| force || self.lingered(open, now))
-            .map(|(slot, _)| slot.clone())
-            .collect();
-        for slot in &expired {
-            self.close(slot);
+        while let Some(entry) = self.by_age.front() {
+            if self.is_open(entry) && !force && !self.lingered(entry.opened_at, now) {
+                break;
+            }
+            if let Some(entry) = self.by_age.pop_front() {
+                if self.is_open(&entry) {
+                    self.close(&entry.slot);
+                }
+            }
         }
         let drained: Vec<ClosedBatch<T>> = self.closed.drain(..).collect();
         self.records -= drained.iter().map(|b| b.tokens.len()).sum::<usize>();
         drained
     }
 
-    fn lingered(&self, open: &OpenBatch<T>, now: Instant) -> bool {
-        now.saturating_duration_since(open.opened_at) >= self.config.linger
+    /// Whether `entry` is the age entry of a batch still open (not of one closed by size).
+    fn is_open(&self, entry: &AgeEntry) -> bool {
+        self.open.get(&entry.slot).is_some_and(|open| open.id == entry.id)
+    }
+
+    /// The oldest open batch's entry. Entries of closed batches before it are skipped here and
+    /// dropped by [`Self::drop_closed_front`], so the skip is short.
+    fn oldest_open(&self) -> Option<&AgeEntry> {
+        self.by_age.iter().find(|entry| self.is_open(entry))
+    }
+
+    fn drop_closed_front(&mut self) {
+        while self.by_age.front().is_some_and(|entry| !self.is_open(entry)) {
+            self.by_age.pop_front();
+        }
+    }
+
+    fn lingered(&self, opened_at: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(opened_at) >= self.config.linger
     }
 }
 
@@ -245,6 +292,34 @@ mod tests {
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].partition, PartitionId(1));
         assert!(acc.is_empty());
+    }
+
+    /// The linger order survives batches closed by size: partition 0's first batch (opened at
+    /// 0 ms) closes full at 4 ms, so its age entry goes stale; partition 1's batch, opened at 2 ms,
+    /// is then the oldest open one, and what partition 0 still holds lingers from 4 ms.
+    #[test]
+    fn linger_counts_from_each_batch_opening_across_size_closes() {
+        let start = Instant::now();
+        let mut acc = accumulator(1_000, 10);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        push(&mut acc, 0, at(0), 0);
+        push(&mut acc, 1, at(2), 1);
+        let closed_by_size = (2..100).any(|token| push(&mut acc, 0, at(4), token).batch_closed);
+        assert!(closed_by_size, "100-byte records fill a 1,000-byte batch");
+        let full = acc.drain_ready(at(5), false);
+        assert!(!full.is_empty() && full.iter().all(|b| b.partition == PartitionId(0)), "only full batches");
+        assert_eq!(acc.next_linger_deadline(), Some(at(12)), "partition 1 opened at 2 ms");
+        assert!(!acc.has_ready(at(11)));
+        let ready = acc.drain_ready(at(12), false);
+        assert_eq!(ready.iter().map(|b| b.partition).collect::<Vec<_>>(), [PartitionId(1)]);
+        if !acc.is_empty() {
+            assert_eq!(acc.next_linger_deadline(), Some(at(14)), "partition 0's open batch opened at 4 ms");
+            assert!(acc.drain_ready(at(13), false).is_empty());
+            let ready = acc.drain_ready(at(14), false);
+            assert_eq!(ready.iter().map(|b| b.partition).collect::<Vec<_>>(), [PartitionId(0)]);
+        }
+        assert!(acc.is_empty());
+        assert_eq!(acc.next_linger_deadline(), None);
     }
 
     /// A record bigger than the target gets a batch of its own instead of being refused.
