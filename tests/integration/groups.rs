@@ -35,18 +35,20 @@ fn heartbeat(client: &mut RawClient, request: ConsumerGroupHeartbeatRequest) -> 
     client.call(&request, Vec::new()).body
 }
 
+/// The heartbeat of a new member of `group` subscribing to `topic`.
+pub fn join_request(group: &str, topic: &str) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest {
+        group_id: group.into(),
+        member_id: String::new(),
+        member_epoch: JOIN_EPOCH,
+        subscribed_topic_names: Some(vec![topic.into()]),
+        server_assignor: None,
+        owned_partitions: Some(Vec::new()),
+    }
+}
+
 fn join(client: &mut RawClient, group: &str) -> Member {
-    let response = heartbeat(
-        client,
-        ConsumerGroupHeartbeatRequest {
-            group_id: group.into(),
-            member_id: String::new(),
-            member_epoch: JOIN_EPOCH,
-            subscribed_topic_names: Some(vec![TOPIC.into()]),
-            server_assignor: None,
-            owned_partitions: Some(Vec::new()),
-        },
-    );
+    let response = heartbeat(client, join_request(group, TOPIC));
     assert_eq!(ErrorCode::from_u16(response.error_code), ErrorCode::None, "{}", response.error_message);
     let mut member = Member { id: response.member_id.clone(), epoch: response.member_epoch, ..Member::default() };
     absorb(&mut member, &response);

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringmq::group::{coordinator_partition, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS_DEFAULT};
 use ringmq::protocol::{
-    ConsumerGroupHeartbeatRequest, DescribeGroupRequest, ErrorCode, OffsetCommitPartition, OffsetCommitRequest,
-    OffsetCommitTopic, ADMIN_COMMIT_EPOCH, JOIN_EPOCH,
+    DescribeGroupRequest, ErrorCode, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, ADMIN_COMMIT_EPOCH,
 };
 
 use super::broker_support::{Broker, RawClient};
@@ -39,15 +38,7 @@ struct Committer {
 }
 
 fn join(client: &mut RawClient, group: &str) -> Committer {
-    let request = ConsumerGroupHeartbeatRequest {
-        group_id: group.into(),
-        member_id: String::new(),
-        member_epoch: JOIN_EPOCH,
-        subscribed_topic_names: Some(vec![TOPIC.into()]),
-        server_assignor: None,
-        owned_partitions: Some(Vec::new()),
-    };
-    let response = client.call(&request, Vec::new()).body;
+    let response = client.call(&crate::groups::join_request(group, TOPIC), Vec::new()).body;
     assert_eq!(ErrorCode::from_u16(response.error_code), ErrorCode::None, "{}", response.error_message);
     Committer { group: group.into(), member_id: response.member_id, member_epoch: response.member_epoch }
 }
