@@ -29,7 +29,7 @@ pub struct Parameters {
     pub producers: usize,
     pub consumers: usize,
     pub cpus: Option<Vec<usize>>,
-    pub ack_poll_us: u64,
+    pub pace_us: u64,
     /// Consumers are members of this group (`None`: partitions dealt round-robin).
     pub group: Option<String>,
     pub delivery: Option<&'static str>,
@@ -61,7 +61,7 @@ impl Parameters {
             producers: args.producers,
             consumers: args.consumers,
             cpus: args.cpus.as_ref().map(|cpus| cpus.0.clone()),
-            ack_poll_us: args.ack_poll_us,
+            pace_us: args.pace_us,
             group: args.group.clone(),
             delivery: args.group.as_ref().map(|_| args.delivery.as_str()),
             kill_consumer_after_s: args.kill_consumer_after.map(|d| d.as_secs_f64()),

@@ -229,7 +229,7 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
             acks: args.acks,
             in_flight: args.in_flight,
             rate_per_s,
-            ack_poll: Duration::from_micros(args.ack_poll_us),
+            pace: Duration::from_micros(args.pace_us),
             stop_after_ns,
             warmup_ns,
         };

@@ -15,7 +15,6 @@
 //! a well-formed response do not poison it.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
@@ -25,10 +24,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use futures_lite::future::poll_fn;
-use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::error::{ClientError, ClientResult};
 use super::Sleeper;
+use crate::protocol::frame_writer::write_frame;
 use crate::protocol::{
     check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode, ErrorResponse, Frame,
     FrameDecoder, FrameLimits, FrameStatus, Request, MAX_FRAME_BYTES_DEFAULT,
@@ -107,6 +107,8 @@ pub struct Connection<S> {
     /// Zeroed once, reused for every read of a small frame: zero-filling a fresh chunk on each
     /// poll cost more than the data (a 64 KiB memset per poll, even when nothing arrived).
     read_scratch: Box<[u8]>,
+    /// Where a request's small parts are gathered into one write (see `frame_writer`).
+    write_scratch: Vec<u8>,
     next_correlation_id: u32,
     /// Correlation ids and APIs of the requests in flight, oldest first.
     in_flight: VecDeque<(u32, ApiKey)>,
@@ -124,6 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             sleeper,
             read_buffer: BytesMut::new(),
             read_scratch: vec![0u8; READ_CHUNK_BYTES].into_boxed_slice(),
+            write_scratch: Vec::new(),
             next_correlation_id: 1,
             in_flight: VecDeque::new(),
             parked: HashMap::new(),
@@ -187,11 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         // Encoding errors leave nothing half-written: the connection stays usable.
         let frame = encode_request(correlation_id, request, payload)?;
-        let mut slices = frame.io_slices();
-        if let Err(error) = write_all_vectored(&mut self.stream, &mut slices).await {
-            return Err(self.poison(error.into()));
-        }
-        if let Err(error) = self.stream.flush().await {
+        if let Err(error) = write_frame(&mut self.stream, &frame, &mut self.write_scratch).await {
             return Err(self.poison(error.into()));
         }
         self.in_flight.push_back((correlation_id, R::API_KEY));
@@ -260,6 +259,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(error)) => return Err(self.poison(error)),
                 Poll::Pending => return Ok(false),
+            }
+        }
+    }
+
+    /// Waits until a response to any request in flight has arrived (it is parked for its
+    /// `receive`), or returns at once when one is parked already or nothing is in flight.
+    /// Cancellation-safe: dropping the future loses no bytes. Unlike [`Connection::receive`] it
+    /// sets no timeout: callers bound it with their own deadline.
+    pub async fn wait_for_response(&mut self) -> ClientResult<()> {
+        self.check_usable()?;
+        // Bounded by the connection: each round parks a frame, reads bytes, or waits for them.
+        loop {
+            while let Some(frame) = self.split_frame()? {
+                self.accept(frame)?;
+            }
+            if !self.parked.is_empty() || self.in_flight.is_empty() {
+                return Ok(());
+            }
+            if let Err(error) = poll_fn(|context| self.poll_read_more(context)).await {
+                return Err(self.poison(error));
             }
         }
     }
@@ -349,20 +368,4 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         error
     }
-}
-
-/// Writes every byte of `slices`, retrying after short writes.
-async fn write_all_vectored<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    mut slices: &mut [IoSlice<'_>],
-) -> std::io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        let written = stream.write_vectored(slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut slices, written);
-    }
-    Ok(())
 }

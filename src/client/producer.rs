@@ -461,6 +461,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         self.settle_arrived()
     }
 
+    /// [`Producer::poll`], then waits until something changes — a response arrives, a
+    /// lingering batch or a retry comes due, or `deadline` passes, whichever is first — and
+    /// polls again. For a caller with nothing to send before `deadline` (an open-loop sender
+    /// between two records): its deliveries resolve as soon as their acks arrive, without
+    /// polling on a timer. Returns after that one wait.
+    pub async fn poll_until(&mut self, deadline: Instant) -> ClientResult<()> {
+        self.poll().await?;
+        let now = Instant::now();
+        let wake =
+            [Some(deadline), self.accumulator.next_linger_deadline(), self.retries.iter().map(|r| r.not_before).min()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(deadline);
+        if wake > now {
+            let sleep = self.connection.sleeper().sleep(wake - now);
+            if self.in_flight.is_empty() {
+                sleep.await;
+            } else {
+                let arrived = async { Some(self.connection.wait_for_response().await) };
+                let timer = async {
+                    sleep.await;
+                    None
+                };
+                if let Some(Err(error)) = futures_lite::future::or(arrived, timer).await {
+                    if self.connector.is_none() {
+                        return Err(self.fail_everything(error));
+                    }
+                    // The next poll reconnects and requeues what was in flight.
+                }
+            }
+        }
+        self.poll().await
+    }
+
     /// Sends everything queued, lingering or not, and waits until every record is
     /// acknowledged or failed for good (retries included). Per-record failures are reported
     /// through the delivery futures; an error here means the connection failed (and could not

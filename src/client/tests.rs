@@ -613,3 +613,75 @@ fn out_of_order_sequence_fails_the_delivery() {
     });
     assert_eq!(state.borrow().produce_requests, 1, "not retried");
 }
+
+/// Guards `Connection::wait_for_response`: it returns at once with nothing in flight, returns
+/// as soon as one response has arrived (parked for its `receive`, read here in 7-byte pieces)
+/// while a later one is still in flight, and an end of stream is an error, not a hang.
+#[test]
+fn wait_for_response_parks_the_first_arrival() {
+    let mut held: Vec<Frame> = Vec::new();
+    let handler: Handler = Box::new(move |frame| {
+        held.push(frame);
+        if held.len() < 2 {
+            return Vec::new();
+        }
+        held.drain(..).map(|frame| respond(&frame, &metadata_response(1, &[]), Vec::new())).collect()
+    });
+    let mut conn = connection(7, ConnectionConfig::default(), handler);
+    block_on(async {
+        conn.wait_for_response().await.unwrap();
+        let a = conn.send(&MetadataRequest::default(), Vec::new()).await.unwrap();
+        let b = conn.send(&MetadataRequest::default(), Vec::new()).await.unwrap();
+        conn.wait_for_response().await.unwrap();
+        assert_eq!(conn.in_flight(), 1, "the first response is parked, the second not yet read");
+        assert_eq!(conn.receive(a).await.unwrap().body.shard_count, 1);
+        assert_eq!(conn.receive(b).await.unwrap().body.shard_count, 1);
+    });
+    let mut silent = connection(7, ConnectionConfig::default(), Box::new(|_| Vec::new()));
+    block_on(async {
+        let _pending = silent.send(&MetadataRequest::default(), Vec::new()).await.unwrap();
+        assert!(matches!(silent.wait_for_response().await, Err(ClientError::ConnectionClosed { .. })));
+        assert!(silent.poisoned().is_some());
+    });
+}
+
+/// A sleeper that records what it was asked to wait, and does not wait.
+struct RecordingSleeper(Rc<RefCell<Vec<Duration>>>);
+
+impl super::Sleeper for RecordingSleeper {
+    fn sleep(&self, duration: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        self.0.borrow_mut().push(duration);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Guards `Producer::poll_until`: it wakes for a lingering batch's deadline, not only for the
+/// caller's; a batch whose linger has passed is sent and its ack settled by the next call.
+#[test]
+fn poll_until_wakes_for_the_linger_and_settles_the_ack() {
+    let state = Rc::new(RefCell::new(MiniBroker { partitions: 1, ..MiniBroker::default() }));
+    let asked = Rc::new(RefCell::new(Vec::new()));
+    let stream = super::fake_broker::FakeStream::new(1 << 12, mini_broker(Rc::clone(&state)));
+    let conn = super::Connection::new(stream, ConnectionConfig::default(), Rc::new(RecordingSleeper(asked.clone())));
+    let linger = Duration::from_millis(50);
+    let config = ProducerConfig {
+        batching: AccumulatorConfig { batch_bytes: 1 << 20, linger },
+        acks: Acks::Leader,
+        ..ProducerConfig::default()
+    };
+    let mut producer = Producer::new(conn, config);
+    block_on(async {
+        let far = std::time::Instant::now() + Duration::from_secs(10);
+        producer.poll_until(std::time::Instant::now() + Duration::from_millis(5)).await.unwrap();
+        assert!(asked.borrow().last().is_some_and(|d| *d <= Duration::from_millis(5)), "{:?}", asked.borrow());
+        let delivery = producer.send("t", None, Bytes::from_static(b"v"), Vec::new()).await.unwrap();
+        producer.poll_until(far).await.unwrap();
+        assert!(asked.borrow().last().is_some_and(|d| *d <= linger), "woke for the linger: {:?}", asked.borrow());
+        assert!(delivery.try_result().is_none(), "the linger has not passed yet");
+        std::thread::sleep(linger + Duration::from_millis(5));
+        producer.poll_until(far).await.unwrap();
+        let delivered = delivery.try_result().expect("settled after the linger").unwrap();
+        assert_eq!(delivered.offset, Some(Offset(0)));
+        assert_eq!(producer.outstanding(), 0);
+    });
+}

@@ -1,4 +1,5 @@
-//! The native wire protocol: frames, API envelopes, error codes. Plain Rust, no runtime, no I/O.
+//! The native wire protocol: frames, API envelopes, error codes. Plain Rust, no runtime; the
+//! only I/O is [`frame_writer::write_frame`], over any `futures-io` writer.
 //!
 //! ## Framing
 //!
@@ -28,6 +29,7 @@
 //! ## Files
 //!
 //! - [`frame`]: header, limits, frame splitter.
+//! - [`frame_writer`]: writing a frame with few syscalls (small batches gathered).
 //! - [`codec`]: envelope encode / checked decode, payload helpers, [`ProtocolError`].
 //! - [`error_code`]: the stable wire error codes.
 //! - [`api`]: API keys and supported versions.
@@ -38,6 +40,7 @@ pub mod apis;
 pub mod codec;
 pub mod error_code;
 pub mod frame;
+pub mod frame_writer;
 
 pub use api::{ApiKey, VersionRange};
 pub use apis::api_versions::{ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse};

@@ -18,6 +18,7 @@ use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use super::handlers::dispatch;
+use crate::protocol::frame_writer::{write_frame, COALESCE_BUFFER_BYTES};
 use crate::protocol::{
     encode_error_response, EncodedFrame, FrameDecoder, FrameHeader, FrameLimits, FrameStatus, ResponseTo,
     FRAME_HEADER_BYTES,
@@ -212,45 +213,15 @@ async fn write_responses(
     queue: local_channel::LocalReceiver<Pending>,
     peer: SocketAddr,
 ) {
+    let mut scratch = Vec::with_capacity(COALESCE_BUFFER_BYTES);
     while let Some(pending) = queue.recv().await {
         let Some(Some(frame)) = pending.response.await else {
             continue;
         };
-        if let Err(error) = write_frame(&mut writer, &frame).await {
+        if let Err(error) = write_frame(&mut writer, &frame, &mut scratch).await {
             tracing::debug!(%peer, %error, "writing a response failed");
             break;
         }
     }
     let _ = writer.close().await;
-}
-
-/// Parts smaller than this are copied into one buffer with their neighbours, so that a response
-/// of many small batches costs one write, not one per batch; larger ones are written as they
-/// are, never copied.
-const COALESCE_PART_BYTES_MAX: usize = 16 << 10;
-const COALESCE_BUFFER_BYTES: usize = 64 << 10;
-
-/// Writes the frame head and its payload parts, coalescing small ones.
-async fn write_frame(writer: &mut WriteHalf<TcpStream>, frame: &EncodedFrame) -> std::io::Result<()> {
-    let mut pending: Vec<u8> = Vec::with_capacity(COALESCE_BUFFER_BYTES.min(frame.len()));
-    pending.extend_from_slice(frame.head());
-    for part in frame.payload() {
-        if part.len() <= COALESCE_PART_BYTES_MAX && pending.len() + part.len() <= COALESCE_BUFFER_BYTES {
-            pending.extend_from_slice(part);
-            continue;
-        }
-        if !pending.is_empty() {
-            writer.write_all(&pending).await?;
-            pending.clear();
-        }
-        if part.len() <= COALESCE_PART_BYTES_MAX {
-            pending.extend_from_slice(part);
-        } else {
-            writer.write_all(part).await?;
-        }
-    }
-    if !pending.is_empty() {
-        writer.write_all(&pending).await?;
-    }
-    writer.flush().await
 }

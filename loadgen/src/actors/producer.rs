@@ -4,12 +4,13 @@
 //!
 //! Produce-ack latency is taken from the intended send time (open loop) or the send call
 //! (closed loop) to the moment the actor sees the delivery resolved. The client's producer is
-//! driven (no background task), so while an open-loop producer waits for its next send time it
-//! drives the producer every `--ack-poll-us`; that interval is the resolution of the figure.
+//! driven (no background task): while an open-loop producer waits for its next send time it
+//! waits in [`Producer::poll_until`], which wakes as soon as an ack arrives. It waits at least
+//! `--pace-us`, then sends every message that came due, each timed from its intended time.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringmq::client::{
@@ -33,7 +34,8 @@ pub struct ProducerSettings {
     pub in_flight: usize,
     /// Messages per second for this producer (open loop); `None`: closed loop.
     pub rate_per_s: Option<f64>,
-    pub ack_poll: Duration,
+    /// Shortest wait between two sends (open loop).
+    pub pace: Duration,
     /// Run time after the start at which producers stop (warmup + duration); `None`: budget.
     pub stop_after_ns: Option<u64>,
     pub warmup_ns: u64,
@@ -178,6 +180,8 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
     state.measure_from_ns = start_ns + settings.warmup_ns;
     state.last_merge_ns = start_ns;
     let mut pacer = settings.rate_per_s.map(|rate| Pacer::new(start_ns, rate));
+    // While waiting between sends: when the wait ends (run clock), kept across early wake-ups.
+    let mut pace_until_ns: Option<u64> = None;
     loop {
         let now = run.clock.now_ns();
         if state.should_stop(start_ns, now) {
@@ -185,25 +189,27 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
         }
         let intended_ns = match pacer.as_mut() {
             None => now,
-            Some(pacer) => match pacer.take_due(now) {
-                Some(intended) => intended,
-                None => {
-                    // Not due yet: drive the producer (linger, acks) and wait a little.
-                    if let Err(error) = producer.poll().await {
-                        lost_or_counted(&mut state, &error);
-                        break;
+            Some(pacer) => {
+                let pacing = pace_until_ns.is_some_and(|until| now < until);
+                match if pacing { None } else { pacer.take_due(now) } {
+                    Some(intended) => {
+                        pace_until_ns = None;
+                        intended
                     }
-                    state.settle();
-                    let until_due = Duration::from_nanos(pacer.next_due_ns().saturating_sub(now));
-                    let wait = if state.outstanding.is_empty() && settings.linger.is_zero() {
-                        until_due
-                    } else {
-                        until_due.min(settings.ack_poll)
-                    };
-                    glommio::timer::sleep(wait.max(Duration::from_micros(1))).await;
-                    continue;
+                    None => {
+                        // Not due yet: wait (at least the pace) while acks are settled as they arrive.
+                        let wait_until_ns = *pace_until_ns
+                            .get_or_insert_with(|| pacer.next_due_ns().max(now + settings.pace.as_nanos() as u64));
+                        let deadline = Instant::now() + Duration::from_nanos(wait_until_ns.saturating_sub(now));
+                        if let Err(error) = producer.poll_until(deadline).await {
+                            lost_or_counted(&mut state, &error);
+                            break;
+                        }
+                        state.settle();
+                        continue;
+                    }
                 }
-            },
+            }
         };
         if !run.claim_message() {
             break;
