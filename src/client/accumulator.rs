@@ -6,6 +6,7 @@
 //! `T` is what the caller attaches to each record (the producer's delivery slot); it comes
 //! back with the batch, in record order.
 
+use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -116,12 +117,12 @@ impl<T> Accumulator<T> {
         partition: PartitionId,
         now: Instant,
         timestamp: TimestampMs,
-        key: Option<&[u8]>,
-        value: &[u8],
+        key: Option<Bytes>,
+        value: Bytes,
         headers: &[(&str, &[u8])],
         token: T,
     ) -> Appended {
-        let record_bytes = record_bytes_estimate(key, value, headers);
+        let record_bytes = record_bytes_estimate(key.as_deref(), &value, headers);
         let slot = (topic.to_owned(), partition);
         let mut batch_closed = false;
         let fits = |open: &OpenBatch<T>| {
@@ -142,7 +143,7 @@ impl<T> Accumulator<T> {
             self.open.insert(slot.clone(), OpenBatch { builder, tokens: Vec::new(), id });
         }
         let Some(open) = self.open.get_mut(&slot) else { return Appended { batch_closed } };
-        open.builder.push(timestamp, key, value, headers);
+        open.builder.push_shared(timestamp, key, value, headers);
         open.tokens.push(token);
         self.records += 1;
         if open.builder.estimated_bytes() >= self.config.batch_bytes {
@@ -234,7 +235,16 @@ mod tests {
     }
 
     fn push(acc: &mut Accumulator<u32>, partition: u32, now: Instant, token: u32) -> Appended {
-        acc.append("t", PartitionId(partition), now, TimestampMs(1_000), None, &[7u8; 100], &[], token)
+        acc.append(
+            "t",
+            PartitionId(partition),
+            now,
+            TimestampMs(1_000),
+            None,
+            Bytes::from_static(&[7u8; 100]),
+            &[],
+            token,
+        )
     }
 
     /// Guards the size rule: a batch is closed before a record would take it past
@@ -328,8 +338,16 @@ mod tests {
         let now = Instant::now();
         let mut acc = accumulator(256, 1_000);
         push(&mut acc, 0, now, 0);
-        let appended =
-            acc.append("t", PartitionId(0), now, TimestampMs(1), Some(b"k"), &[1u8; 4096], &[("h", b"v")], 1);
+        let appended = acc.append(
+            "t",
+            PartitionId(0),
+            now,
+            TimestampMs(1),
+            Some(Bytes::from_static(b"k")),
+            Bytes::from_static(&[1u8; 4096]),
+            &[("h", b"v")],
+            1,
+        );
         assert!(appended.batch_closed);
         let ready = acc.drain_ready(now, false);
         assert_eq!(ready.len(), 2);

@@ -441,8 +441,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             partition,
             Instant::now(),
             record.timestamp.unwrap_or_else(TimestampMs::now),
-            record.key.as_deref(),
-            &record.value,
+            record.key,
+            record.value,
             &headers,
             sender,
         );

@@ -306,7 +306,16 @@ mod batch_size_tests {
         let now = Instant::now();
         let value = vec![0u8; value_bytes];
         for _ in 0..100 {
-            accumulator.append("t", PartitionId(0), now, TimestampMs(1), None, &value, &[], ());
+            accumulator.append(
+                "t",
+                PartitionId(0),
+                now,
+                TimestampMs(1),
+                None,
+                bytes::Bytes::from(value.clone()),
+                &[],
+                (),
+            );
         }
         accumulator.drain_ready(now, false).first().map_or(0, |batch| batch.tokens.len())
     }

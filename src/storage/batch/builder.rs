@@ -3,13 +3,14 @@
 use bytes::Bytes;
 use rkyv::util::AlignedVec;
 use rkyv::vec::ArchivedVec;
+use rkyv::{Archive, Serialize};
 
 use super::error::BuildError;
 use super::header::{
     align_up, Attributes, BatchHeader, BASE_SEQUENCE_NONE, BATCH_BYTES_MAX, BATCH_HEADER_BYTES, CRC_AT,
     CRC_COVERAGE_START,
 };
-use super::record::{ArchivedRecord, ArchivedRecordHeader, Record, RecordHeader};
+use super::record::{ArchivedRecord, ArchivedRecordHeader, RecordHeader};
 use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId, TimestampMs};
 
 /// The producer identity and flags written into every batch a builder makes.
@@ -37,12 +38,25 @@ impl Default for BatchBuilderConfig {
 /// `ArchivedVec`, alignment before the record array and before the root, final padding.
 const BATCH_OVERHEAD_BYTES_MAX: usize = BATCH_HEADER_BYTES + size_of::<ArchivedVec<ArchivedRecord>>() + 7 + 3 + 7;
 
+/// A record waiting in a builder: archived exactly as a [`super::record::Record`], but its key
+/// and value are the producer's own buffers (reference-counted, not copied), so that `build`
+/// copies each byte once, into the batch.
+#[derive(Archive, Serialize, Debug)]
+#[rkyv(as = ArchivedRecord)]
+struct PendingRecord {
+    offset_delta: u32,
+    /// The absolute timestamp until `build` knows the smallest one, then the delta.
+    timestamp_delta: i64,
+    key: Option<Bytes>,
+    value: Bytes,
+    headers: Vec<RecordHeader>,
+}
+
 /// Builds one batch. Owned by one producer task; not shared.
 #[derive(Debug)]
 pub struct BatchBuilder {
     config: BatchBuilderConfig,
-    /// `timestamp_delta` holds the absolute timestamp until `build` knows the smallest one.
-    records: Vec<Record>,
+    records: Vec<PendingRecord>,
     estimated_bytes: usize,
 }
 
@@ -61,13 +75,19 @@ impl BatchBuilder {
 
     /// Appends a record; its offset delta is its position in the batch. Copies the data.
     pub fn push(&mut self, timestamp: TimestampMs, key: Option<&[u8]>, value: &[u8], headers: &[(&str, &[u8])]) {
+        self.push_shared(timestamp, key.map(Bytes::copy_from_slice), Bytes::copy_from_slice(value), headers);
+    }
+
+    /// [`BatchBuilder::push`] without copying the key and value: the builder holds on to them
+    /// until `build` writes them into the batch. Headers are copied.
+    pub fn push_shared(&mut self, timestamp: TimestampMs, key: Option<Bytes>, value: Bytes, headers: &[(&str, &[u8])]) {
         let offset_delta = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
-        self.estimated_bytes = self.estimated_bytes.saturating_add(record_bytes_max(key, value, headers));
-        self.records.push(Record {
+        self.estimated_bytes = self.estimated_bytes.saturating_add(record_bytes_max(key.as_deref(), &value, headers));
+        self.records.push(PendingRecord {
             offset_delta,
             timestamp_delta: timestamp.0,
-            key: key.map(<[u8]>::to_vec),
-            value: value.to_vec(),
+            key,
+            value,
             headers: headers
                 .iter()
                 .map(|&(key, value)| RecordHeader { key: key.to_owned(), value: value.to_vec() })
