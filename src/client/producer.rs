@@ -48,8 +48,8 @@ use super::retry::Backoff;
 use crate::model::{Offset, PartitionId, ProducerEpoch, ProducerId, TimestampMs};
 use crate::protocol::apis::produce::{ACKS_ALL, ACKS_LEADER, ACKS_NONE};
 use crate::protocol::{
-    ErrorCode, InitProducerIdRequest, PayloadBuilder, PayloadRange, ProducePartition, ProduceRequest, ProduceResponse,
-    ProduceTopic, OFFSET_UNKNOWN,
+    ErrorCode, InitProducerIdRequest, PayloadBuilder, PayloadRange, ProducePartition, ProducePartitionResponse,
+    ProduceRequest, ProduceResponse, ProduceTopic, OFFSET_UNKNOWN,
 };
 use crate::storage::batch::BatchBuilderConfig;
 
@@ -849,14 +849,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 return Ok(());
             }
         };
+        // One lookup per part: a request to many partitions has hundreds of parts.
+        let answers: HashMap<(&str, u32), &ProducePartitionResponse> = response
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                topic.partitions.iter().map(move |answer| ((topic.name.as_str(), answer.partition), answer))
+            })
+            .collect();
         for part in parts {
             self.sequences.settled(&part.topic, part.partition, part.batches.len());
-            let answer = response
-                .topics
-                .iter()
-                .filter(|t| t.name == part.topic)
-                .flat_map(|t| t.partitions.iter())
-                .find(|p| p.partition == part.partition.0);
+            let answer = answers.get(&(part.topic.as_str(), part.partition.0)).copied();
             let Some(answer) = answer else {
                 let error = ClientError::Partition {
                     topic: part.topic.clone(),
