@@ -10,6 +10,7 @@
 //! plus `log_start_offset` and, after a clean close, `clean_shutdown`.
 
 pub mod batch;
+pub mod buffer_sizing;
 pub mod config;
 pub mod dir_lock;
 pub mod direct_io;

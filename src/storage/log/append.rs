@@ -178,8 +178,9 @@ impl PartitionLog {
         }
         let base = self.state.borrow().next;
         let segment = Segment::create(&self.dir, base, self.config.preallocation_target(0, 1)).await?;
-        let fresh = segment.alloc_buffer(self.config.write_buffer_bytes);
         let mut state = self.state.borrow_mut();
+        let fresh = segment.alloc_buffer(state.buffer_sizing.buffer_bytes());
+        state.spare_buffers.clear();
         state.write_buffer = WriteBuffer::new(fresh, 0, &[]);
         state.segments.insert(base, segment);
         state.active_first_append_ms = None;

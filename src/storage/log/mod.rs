@@ -80,6 +80,8 @@ struct LogState {
     inject_write_failure: bool,
     /// Full-capacity write buffers whose writes completed, ready for reuse.
     spare_buffers: Vec<glommio::io::DmaBuffer>,
+    /// The size of the next write buffer, from the recent write rate.
+    buffer_sizing: crate::storage::buffer_sizing::BufferSizing,
     /// Writes sent to the disk and not yet complete, oldest first.
     in_flight: std::collections::VecDeque<write::InFlightWrite>,
     /// Why the log refuses appends, after a failed write or fdatasync.

@@ -19,12 +19,13 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
 
 use super::{LogState, PartitionLog};
 use crate::model::Offset;
+use crate::storage::buffer_sizing::BufferSizing;
 use crate::storage::config::{Durability, LogConfig};
 use crate::storage::error::{StorageError, StorageResult};
 use crate::storage::meta_file::{self, CleanShutdown, CLEAN_SHUTDOWN_FILE_NAME};
@@ -109,6 +110,7 @@ impl PartitionLog {
         segments.insert(active.base_offset, active);
         meta_file::remove_if_present(dir, CLEAN_SHUTDOWN_FILE_NAME)?;
         let write_buffer = resume_write_buffer(segments.values().next_back(), &config).await?;
+        let buffer_sizing = BufferSizing::new(config.write_buffer_bytes, write_buffer.end_position(), Instant::now());
         if let Some(active) = segments.values().next_back() {
             active.remove_index_files()?;
         }
@@ -129,6 +131,7 @@ impl PartitionLog {
                 cache: TailCache::new(cache_budget),
                 in_flight: Default::default(),
                 spare_buffers: Vec::new(),
+                buffer_sizing,
                 #[cfg(test)]
                 inject_write_failure: false,
                 stats: Default::default(),
@@ -282,7 +285,8 @@ async fn resume_write_buffer(active: Option<&Segment>, config: &LogConfig) -> St
     } else {
         Vec::new()
     };
-    Ok(WriteBuffer::new(active.alloc_buffer(config.write_buffer_bytes), end, &partial))
+    let first_buffer_bytes = BufferSizing::new(config.write_buffer_bytes, end, Instant::now()).buffer_bytes();
+    Ok(WriteBuffer::new(active.alloc_buffer(first_buffer_bytes), end, &partial))
 }
 
 /// `Durability::IntervalMs`: write and sync the log every `interval_ms` while it lives.

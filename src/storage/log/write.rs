@@ -168,8 +168,11 @@ impl PartitionLog {
             return Ok(());
         }
         let file = state.active().file.clone();
-        let capacity = self.config.write_buffer_bytes;
-        let fresh = state.spare_buffers.pop().unwrap_or_else(|| file.alloc_dma_buffer(capacity));
+        let end_position = state.write_buffer.end_position();
+        state.buffer_sizing.wrote(end_position, std::time::Instant::now());
+        let capacity = state.buffer_sizing.buffer_bytes();
+        let spare = state.spare_buffers.pop().filter(|spare| spare.len() == capacity);
+        let fresh = spare.unwrap_or_else(|| file.alloc_dma_buffer(capacity));
         let pending = state.write_buffer.take(fresh);
         let next_offset = state.next;
         let position = pending.file_position;
@@ -218,7 +221,7 @@ impl PartitionLog {
         }
         let mut state = self.state.borrow_mut();
         if let Some(buffer) = write.reusable.and_then(|rc| Rc::try_unwrap(rc).ok()) {
-            if state.spare_buffers.len() < WRITES_IN_FLIGHT_MAX && buffer.len() == self.config.write_buffer_bytes {
+            if state.spare_buffers.len() < WRITES_IN_FLIGHT_MAX && buffer.len() == state.buffer_sizing.buffer_bytes() {
                 state.spare_buffers.push(buffer);
             }
         }
