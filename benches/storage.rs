@@ -55,6 +55,9 @@ const FETCH_MAX_BYTES: usize = 1 << 20;
 const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(1);
 /// Logs the many-partitions small-append case spreads its appends over, round-robin.
 const SMALL_APPEND_LOG_COUNTS: [usize; 2] = [1, 256];
+/// Appends per criterion iteration of the small-append benches: enough that an iteration costs
+/// more than opening the logs, which criterion's warm-up counts when it sizes the samples.
+const SMALL_APPENDS_PER_ITER: u64 = 4096;
 
 const _: () = assert!(RAW_WRITE_BYTES % 4096 == 0);
 const _: () = assert!(READ_LOG_BYTES % FETCH_MAX_BYTES == 0);
@@ -343,9 +346,9 @@ fn append(c: &mut Criterion) {
 }
 
 /// Opens `log_count` fresh logs (one directory each, under `dir`, sharing one cache budget) and
-/// appends `iters` copies of `batch` to them round-robin, one append at a time, `never` policy;
+/// appends `appends` copies of `batch` to them round-robin, one append at a time, `never` policy;
 /// returns the time the appends took (opening and closing the logs are not timed).
-fn timed_small_appends(dir: PathBuf, batch: BytesMut, iters: u64, log_count: usize) -> Duration {
+fn timed_small_appends(dir: PathBuf, batch: BytesMut, appends: u64, log_count: usize) -> Duration {
     run_local(move || async move {
         let budget = TailCacheBudget::new(APPEND_CACHE_BUDGET_BYTES);
         let mut logs = Vec::with_capacity(log_count);
@@ -358,7 +361,7 @@ fn timed_small_appends(dir: PathBuf, batch: BytesMut, iters: u64, log_count: usi
             logs.push(log);
         }
         let started = Instant::now();
-        for (_, log) in (0..iters).zip(logs.iter().cycle()) {
+        for (_, log) in (0..appends).zip(logs.iter().cycle()) {
             log.append(batch.clone(), LEADER_EPOCH).await.expect("appending");
         }
         let elapsed = started.elapsed();
@@ -374,15 +377,16 @@ fn append_small(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_small");
     let (batch, record_count) = batch_of(1);
     assert_eq!(record_count, 1, "one record per batch");
-    group.throughput(Throughput::Elements(1));
+    group.throughput(Throughput::Elements(SMALL_APPENDS_PER_ITER));
     for log_count in SMALL_APPEND_LOG_COUNTS {
         let mut samples = Samples::default();
         group.bench_function(format!("never/1_record/{log_count}_logs"), |b| {
             b.iter_custom(|iters| {
                 let dir = bench_dir();
-                let elapsed = timed_small_appends(dir.path().to_path_buf(), batch.clone(), iters, log_count);
+                let appends = iters * SMALL_APPENDS_PER_ITER;
+                let elapsed = timed_small_appends(dir.path().to_path_buf(), batch.clone(), appends, log_count);
                 drop(dir);
-                samples.record(iters, elapsed)
+                samples.record(appends, elapsed)
             })
         });
         samples.print_nanos_per_op(&format!(
