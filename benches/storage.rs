@@ -15,7 +15,12 @@
 //!   for the buffer the network layer hands over), the append itself, and a final
 //!   `flush(true)`, so that every byte has reached the disk when the clock stops;
 //! - raw writes: 1 MiB aligned `DmaFile` writes into a freshly pre-allocated file, then one
-//!   fdatasync, the same work the log's `never` policy does minus the log.
+//!   fdatasync, the same work the log's `never` policy does minus the log;
+//! - small appends (`append_small`): one-record batches (one 1 KiB record, what random keys over
+//!   thousands of partitions produce), `never` policy, no final flush, and the batches cloned
+//!   before the clock starts (a clone's malloc and first-touch page faults would weigh more than
+//!   the append itself): the figure is the log's cost per batch (write-behind writes of full
+//!   buffers included), not the disk's nor the allocator's.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -49,6 +54,11 @@ const READ_LOG_BYTES: usize = 64 << 20;
 /// A consumer's fetch size for one partition (Kafka's `max.partition.fetch.bytes` default).
 const FETCH_MAX_BYTES: usize = 1 << 20;
 const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(1);
+/// Logs the many-partitions small-append case spreads its appends over, round-robin.
+const SMALL_APPEND_LOG_COUNTS: [usize; 2] = [1, 256];
+/// Appends per criterion iteration of the small-append benches: enough that an iteration costs
+/// more than opening the logs, which criterion's warm-up counts when it sizes the samples.
+const SMALL_APPENDS_PER_ITER: u64 = 1 << 16;
 
 const _: () = assert!(RAW_WRITE_BYTES % 4096 == 0);
 const _: () = assert!(READ_LOG_BYTES % FETCH_MAX_BYTES == 0);
@@ -91,6 +101,15 @@ impl Samples {
             return; // filtered out on the command line
         }
         println!("{what}: {:.2} GB/s (median of {count}, spread {:.2}–{:.2} GB/s)", median / 1e9, min / 1e9, max / 1e9);
+    }
+
+    /// Prints "<what>: 412 ns" with units = operations (cost per operation = 1 / rate).
+    fn print_nanos_per_op(&self, what: &str) {
+        let (median, min, max, count) = self.per_second();
+        if count == 0 {
+            return; // filtered out on the command line
+        }
+        println!("{what}: {:.0} ns (median of {count}, spread {:.0}–{:.0} ns)", 1e9 / median, 1e9 / max, 1e9 / min);
     }
 
     /// Prints "<what>: 212 µs" with units = operations (latency = 1 / rate).
@@ -327,6 +346,62 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
+/// Opens `log_count` fresh logs (one directory each, under `dir`, sharing one cache budget) and
+/// appends `appends` copies of `batch` to them round-robin, one append at a time, `never` policy;
+/// returns the time the appends took (opening and closing the logs are not timed).
+fn timed_small_appends(dir: PathBuf, batch: BytesMut, appends: u64, log_count: usize) -> Duration {
+    run_local(move || async move {
+        let budget = TailCacheBudget::new(APPEND_CACHE_BUDGET_BYTES);
+        // Opened (and closed) concurrently: each costs a few file operations and syncs.
+        let opening = (0..log_count).map(|k| {
+            let log_dir = dir.join(format!("p-{k}"));
+            let budget = budget.clone();
+            async move {
+                std::fs::create_dir_all(&log_dir).expect("creating a log directory");
+                let (log, _) =
+                    PartitionLog::open(&log_dir, log_config(Durability::Never), budget).await.expect("opening the log");
+                log
+            }
+        });
+        let logs = futures::future::join_all(opening).await;
+        let batches: Vec<BytesMut> = (0..appends).map(|_| batch.clone()).collect();
+        let started = Instant::now();
+        for (batch, log) in batches.into_iter().zip(logs.iter().cycle()) {
+            log.append(batch, LEADER_EPOCH).await.expect("appending");
+        }
+        let elapsed = started.elapsed();
+        for closed in futures::future::join_all(logs.iter().map(|log| log.close())).await {
+            closed.expect("closing");
+        }
+        elapsed
+    })
+}
+
+/// The per-batch cost of one-record batches, on one log and spread over many.
+fn append_small(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_small");
+    let (batch, record_count) = batch_of(1);
+    assert_eq!(record_count, 1, "one record per batch");
+    group.throughput(Throughput::Elements(SMALL_APPENDS_PER_ITER));
+    for log_count in SMALL_APPEND_LOG_COUNTS {
+        let mut samples = Samples::default();
+        group.bench_function(format!("never/1_record/{log_count}_logs"), |b| {
+            b.iter_custom(|iters| {
+                let dir = bench_dir();
+                let appends = iters * SMALL_APPENDS_PER_ITER;
+                let elapsed = timed_small_appends(dir.path().to_path_buf(), batch.clone(), appends, log_count);
+                drop(dir);
+                samples.record(appends, elapsed)
+            })
+        });
+        samples.print_nanos_per_op(&format!(
+            "append, never, one-record batches ({} bytes), {log_count} log(s) round-robin, per batch",
+            batch.len()
+        ));
+    }
+    group.finish();
+}
+
 /// How a read bench serves and consumes batches.
 #[derive(Clone, Copy, PartialEq)]
 enum ReadKind {
@@ -427,6 +502,6 @@ fn quick() -> Criterion {
 criterion_group! {
     name = benches;
     config = quick();
-    targets = raw_odirect_write, write_fdatasync, memcpy, append, read
+    targets = raw_odirect_write, write_fdatasync, memcpy, append, append_small, read
 }
 criterion_main!(benches);

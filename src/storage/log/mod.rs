@@ -13,6 +13,8 @@
 //! Every batch in `[written, next)` is also in the tail cache, so a read never misses data.
 
 mod append;
+#[cfg(test)]
+mod append_tests;
 mod open;
 mod producers;
 mod read;
@@ -87,8 +89,9 @@ struct LogState {
     /// Why the log refuses appends, after a failed write or fdatasync.
     poisoned: Option<String>,
     closed: bool,
-    /// Wall-clock time of the active segment's first append, for `segment_ms`.
-    active_first_append_ms: Option<i64>,
+    /// Wall-clock time at which the active segment is due to roll (its first append plus
+    /// `segment_ms`); `None` while it is empty or without a time limit.
+    active_roll_deadline_ms: Option<i64>,
 }
 
 impl LogState {
@@ -98,6 +101,18 @@ impl LogState {
 
     fn active_mut(&mut self) -> &mut Segment {
         self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+
+    /// Whether `active` (the active segment) must roll before a batch of `batch_bytes` is
+    /// appended: it would pass `segment_bytes`, or it is past its roll deadline at `now_ms`. An
+    /// empty segment never rolls. Two comparisons, no clock read.
+    fn should_roll(&self, active: &Segment, batch_bytes: u64, segment_bytes: u64, now_ms: Option<i64>) -> bool {
+        if active.is_empty() {
+            return false;
+        }
+        let full = active.size_bytes + batch_bytes > segment_bytes;
+        let old = matches!((self.active_roll_deadline_ms, now_ms), (Some(deadline), Some(now)) if now >= deadline);
+        full || old
     }
 
     fn check_offsets(&self) {

@@ -139,7 +139,7 @@ impl PartitionLog {
                 sync_waiters: Vec::new(),
                 poisoned: None,
                 closed: false,
-                active_first_append_ms: None,
+                active_roll_deadline_ms: None,
             }),
             append_lock: Semaphore::new(1),
             flush_lock: Semaphore::new(1),

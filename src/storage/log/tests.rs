@@ -10,7 +10,7 @@ use crate::storage::tail_cache::TailCacheBudget;
 use crate::storage::PartitionLog;
 use crate::testing::{batch_tag, make_batch, run_local};
 
-fn small_config() -> LogConfig {
+pub(super) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 64 << 10,
         write_buffer_bytes: 16 << 10,
@@ -20,7 +20,7 @@ fn small_config() -> LogConfig {
     }
 }
 
-async fn open(dir: &std::path::Path, config: LogConfig, cache_bytes: usize) -> Rc<PartitionLog> {
+pub(super) async fn open(dir: &std::path::Path, config: LogConfig, cache_bytes: usize) -> Rc<PartitionLog> {
     PartitionLog::open(dir, config, TailCacheBudget::new(cache_bytes)).await.unwrap().0
 }
 
