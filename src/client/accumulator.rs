@@ -7,7 +7,7 @@
 //! back with the batch, in record order.
 
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::model::{PartitionId, TimestampMs};
@@ -52,11 +52,18 @@ struct OpenBatch<T> {
     id: u64,
 }
 
+/// A topic's index in [`Accumulator::topics`]: slots are compared and hashed as integers, and
+/// appending a record allocates no topic name.
+type TopicIndex = u32;
+
+/// An open batch's topic and partition.
+type Slot = (TopicIndex, PartitionId);
+
 /// An open batch's place in the linger order.
 #[derive(Debug)]
 struct AgeEntry {
     opened_at: Instant,
-    slot: (String, PartitionId),
+    slot: Slot,
     id: u64,
 }
 
@@ -73,7 +80,10 @@ pub struct Appended {
 pub struct Accumulator<T> {
     config: AccumulatorConfig,
     batch_config: BatchBuilderConfig,
-    open: BTreeMap<(String, PartitionId), OpenBatch<T>>,
+    open: HashMap<Slot, OpenBatch<T>>,
+    /// Every topic appended to, by index; `topic_indexes` is the reverse map.
+    topics: Vec<String>,
+    topic_indexes: HashMap<String, TopicIndex>,
     /// Open batches oldest first, so that the linger checks look at the front only, not at
     /// every partition (4,096 open batches made them the producer's hottest loop). Entries of
     /// batches closed by size stay until they reach the front, then are dropped.
@@ -88,7 +98,9 @@ impl<T> Accumulator<T> {
         Accumulator {
             config,
             batch_config,
-            open: BTreeMap::new(),
+            open: HashMap::new(),
+            topics: Vec::new(),
+            topic_indexes: HashMap::new(),
             by_age: VecDeque::new(),
             next_id: 0,
             closed: VecDeque::new(),
@@ -123,7 +135,7 @@ impl<T> Accumulator<T> {
         token: T,
     ) -> Appended {
         let record_bytes = record_bytes_estimate(key.as_deref(), &value, headers);
-        let slot = (topic.to_owned(), partition);
+        let slot = (self.topic_index(topic), partition);
         let mut batch_closed = false;
         let fits = |open: &OpenBatch<T>| {
             open.builder.is_empty()
@@ -138,9 +150,9 @@ impl<T> Accumulator<T> {
             self.next_id += 1;
             // Callers pass a monotonic clock, so this is a push at the back.
             let at = self.by_age.partition_point(|entry| entry.opened_at <= now);
-            self.by_age.insert(at, AgeEntry { opened_at: now, slot: slot.clone(), id });
+            self.by_age.insert(at, AgeEntry { opened_at: now, slot, id });
             let builder = BatchBuilder::new(self.batch_config);
-            self.open.insert(slot.clone(), OpenBatch { builder, tokens: Vec::new(), id });
+            self.open.insert(slot, OpenBatch { builder, tokens: Vec::new(), id });
         }
         let Some(open) = self.open.get_mut(&slot) else { return Appended { batch_closed } };
         open.builder.push_shared(timestamp, key, value, headers);
@@ -156,10 +168,27 @@ impl<T> Accumulator<T> {
         Appended { batch_closed }
     }
 
-    fn close(&mut self, slot: &(String, PartitionId)) {
+    /// The index of `topic`, added on first use. Most producers append to one topic: the most
+    /// recently added one is compared before the map is looked up.
+    fn topic_index(&mut self, topic: &str) -> TopicIndex {
+        if let Some(last) = self.topics.len().checked_sub(1) {
+            if self.topics[last] == topic {
+                return last as TopicIndex;
+            }
+        }
+        if let Some(&index) = self.topic_indexes.get(topic) {
+            return index;
+        }
+        let index = self.topics.len() as TopicIndex;
+        self.topics.push(topic.to_owned());
+        self.topic_indexes.insert(topic.to_owned(), index);
+        index
+    }
+
+    fn close(&mut self, slot: &Slot) {
         if let Some(open) = self.open.remove(slot) {
             self.closed.push_back(ClosedBatch {
-                topic: slot.0.clone(),
+                topic: self.topics.get(slot.0 as usize).cloned().unwrap_or_default(),
                 partition: slot.1,
                 builder: open.builder,
                 tokens: open.tokens,
@@ -353,5 +382,25 @@ mod tests {
         assert_eq!(ready.len(), 2);
         assert_eq!(ready[0].tokens, [0]);
         assert_eq!(ready[1].tokens, [1]);
+    }
+
+    /// Guards the topic indexes: the same partition number of two topics is two batches, each
+    /// closed batch names its own topic, and going back to an earlier topic finds its batch.
+    #[test]
+    fn topics_keep_their_own_batches() {
+        let now = Instant::now();
+        let mut acc = accumulator(1 << 20, 60_000);
+        for (token, topic) in ["a", "b", "a", "c", "b", "a"].into_iter().enumerate() {
+            acc.append(topic, PartitionId(0), now, TimestampMs(1), None, Bytes::from_static(b"v"), &[], token as u32);
+        }
+        let drained = acc.drain_ready(now, true);
+        let mut by_topic: Vec<(String, Vec<u32>)> =
+            drained.into_iter().map(|batch| (batch.topic, batch.tokens)).collect();
+        by_topic.sort();
+        assert_eq!(
+            by_topic,
+            vec![("a".to_owned(), vec![0, 2, 5]), ("b".to_owned(), vec![1, 4]), ("c".to_owned(), vec![3])]
+        );
+        assert!(acc.is_empty());
     }
 }
