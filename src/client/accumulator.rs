@@ -171,10 +171,8 @@ impl<T> Accumulator<T> {
     /// The index of `topic`, added on first use. Most producers append to one topic: the most
     /// recently added one is compared before the map is looked up.
     fn topic_index(&mut self, topic: &str) -> TopicIndex {
-        if let Some(last) = self.topics.len().checked_sub(1) {
-            if self.topics[last] == topic {
-                return last as TopicIndex;
-            }
+        if self.topics.last().is_some_and(|last| last == topic) {
+            return (self.topics.len() - 1) as TopicIndex;
         }
         if let Some(&index) = self.topic_indexes.get(topic) {
             return index;
