@@ -325,3 +325,43 @@ fn batch_headers_are_visited_in_order_across_segments() {
         }
     });
 }
+
+/// Guards the write-buffer sizing (`storage::buffer_sizing`) inside the log: a burst starts on
+/// 64 KiB buffers and grows to 1 MiB ones (so it takes far fewer writes than 64 KiB buffers
+/// would, and more than 1 MiB ones from the start), a quiet spell and a sync shrink them again,
+/// and every batch written across those size changes reads back in order from the disk, also
+/// after a reopen.
+#[test]
+fn batches_survive_write_buffer_size_changes() {
+    run_local(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            durability: Durability::Never,
+            segment_bytes: 64 << 20,
+            write_buffer_bytes: 1 << 20,
+            ..LogConfig::default()
+        };
+        let log = open(dir.path(), config.clone(), 0).await;
+        // 40 batches of 3 × 30 KB: ~3.6 MB at once.
+        append_tagged(&log, 40, 30_000).await;
+        let burst_writes = log.stats().writes;
+        assert!(
+            (5..30).contains(&burst_writes),
+            "64 KiB buffers first (~55 writes if they stayed), 1 MiB after 16 of them (~4 if from the start): {burst_writes}"
+        );
+        glommio::timer::sleep(std::time::Duration::from_millis(150)).await;
+        for tag in 40..45 {
+            log.append(make_batch(tag, 3, 1000, TimestampMs(2000)), LeaderEpoch(1)).await.unwrap();
+            log.sync_to(log.log_end_offset()).await.unwrap();
+        }
+        for tag in 45..60 {
+            log.append(make_batch(tag, 3, 30_000, TimestampMs(3000)), LeaderEpoch(1)).await.unwrap();
+        }
+        let expected: Vec<u64> = (0..60).collect();
+        assert_eq!(read_all_tags(&log, Offset(0)).await, expected);
+        log.close().await.unwrap();
+        let reopened = open(dir.path(), config, 0).await;
+        assert_eq!(read_all_tags(&reopened, Offset(0)).await, expected);
+        reopened.close().await.unwrap();
+    });
+}
