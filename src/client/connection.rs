@@ -269,33 +269,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// sets no timeout: callers bound it with their own deadline.
     pub async fn wait_for_response(&mut self) -> ClientResult<()> {
         self.check_usable()?;
-        // Bounded by the connection: each round parks a frame, reads bytes, or waits for them.
-        loop {
-            while let Some(frame) = self.split_frame()? {
-                self.accept(frame)?;
-            }
-            if !self.parked.is_empty() || self.in_flight.is_empty() {
-                return Ok(());
-            }
-            if let Err(error) = poll_fn(|context| self.poll_read_more(context)).await {
-                return Err(self.poison(error));
-            }
-        }
+        self.read_while(|connection| connection.parked.is_empty() && !connection.in_flight.is_empty()).await
     }
 
     /// Reads frames until the one for `wanted` arrives, parking the others.
     async fn read_until(&mut self, wanted: u32) -> ClientResult<Frame> {
+        self.read_while(|connection| !connection.parked.contains_key(&wanted)).await?;
+        match self.parked.remove(&wanted) {
+            Some(frame) => Ok(frame),
+            None => Err(self.poison(ClientError::UnexpectedResponse(wanted))),
+        }
+    }
+
+    /// Parks every complete frame, reading more while `waiting` holds. Cancellation-safe: the
+    /// read buffer only ever holds bytes that arrived.
+    async fn read_while(&mut self, waiting: impl Fn(&Self) -> bool) -> ClientResult<()> {
+        // Bounded by the connection: each round parks frames, reads bytes, or waits for them.
         loop {
-            if let Some(frame) = self.parked.remove(&wanted) {
-                return Ok(frame);
+            while let Some(frame) = self.split_frame()? {
+                self.accept(frame)?;
             }
-            match self.split_frame()? {
-                Some(frame) => self.accept(frame)?,
-                None => {
-                    if let Err(error) = poll_fn(|context| self.poll_read_more(context)).await {
-                        return Err(self.poison(error));
-                    }
-                }
+            if !waiting(self) {
+                return Ok(());
+            }
+            if let Err(error) = poll_fn(|context| self.poll_read_more(context)).await {
+                return Err(self.poison(error));
             }
         }
     }

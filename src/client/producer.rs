@@ -469,12 +469,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     pub async fn poll_until(&mut self, deadline: Instant) -> ClientResult<()> {
         self.poll().await?;
         let now = Instant::now();
-        let wake =
-            [Some(deadline), self.accumulator.next_linger_deadline(), self.retries.iter().map(|r| r.not_before).min()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(deadline);
+        let wake = [Some(deadline), self.accumulator.next_linger_deadline(), self.next_retry_due()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(deadline);
         if wake > now {
             let sleep = self.connection.sleeper().sleep(wake - now);
             if self.in_flight.is_empty() {
@@ -509,7 +508,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 self.receive_oldest().await?;
                 continue;
             }
-            if let Some(not_before) = self.retries.iter().map(|r| r.not_before).min() {
+            if let Some(not_before) = self.next_retry_due() {
                 let wait = not_before.saturating_duration_since(Instant::now());
                 if !wait.is_zero() {
                     self.connection.sleeper().sleep(wait).await;
@@ -649,6 +648,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             parts.reverse();
             self.send_request(parts).await?;
         }
+    }
+
+    /// When the earliest retry may be sent.
+    fn next_retry_due(&self) -> Option<Instant> {
+        self.retries.iter().map(|retry| retry.not_before).min()
     }
 
     /// Moves the retries that are due into `waiting`, which stays in seal order.

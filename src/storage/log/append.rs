@@ -120,7 +120,7 @@ impl PartitionLog {
         self.check_writable()?;
         let state = self.state.borrow();
         let active = state.active();
-        Ok(!state.should_roll(active, batch_bytes, self.config.segment_bytes, now_ms)
+        Ok(!state.should_roll(batch_bytes, self.config.segment_bytes, now_ms)
             && active.size_bytes + batch_bytes <= active.allocated_bytes
             && batch_bytes <= state.write_buffer.room() as u64)
     }
@@ -137,7 +137,7 @@ impl PartitionLog {
         let batch_bytes = batch.len() as u64;
         let roll = {
             let state = self.state.borrow();
-            state.should_roll(state.active(), batch_bytes, self.config.segment_bytes, now_ms)
+            state.should_roll(batch_bytes, self.config.segment_bytes, now_ms)
         };
         if roll {
             self.roll().await?;
@@ -211,8 +211,7 @@ impl PartitionLog {
         let base = self.state.borrow().next;
         let segment = Segment::create(&self.dir, base, self.config.preallocation_target(0, 1)).await?;
         let mut state = self.state.borrow_mut();
-        let fresh = segment.alloc_buffer(state.buffer_sizing.buffer_bytes());
-        state.spare_buffers.clear();
+        let fresh = state.fresh_buffer(&segment.file);
         state.write_buffer = WriteBuffer::new(fresh, 0, &[]);
         state.segments.insert(base, segment);
         state.active_roll_deadline_ms = None;

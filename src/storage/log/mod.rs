@@ -103,16 +103,27 @@ impl LogState {
         self.segments.values_mut().next_back().expect("a log always has an active segment")
     }
 
-    /// Whether `active` (the active segment) must roll before a batch of `batch_bytes` is
+    /// Whether the active segment must roll before a batch of `batch_bytes` is
     /// appended: it would pass `segment_bytes`, or it is past its roll deadline at `now_ms`. An
     /// empty segment never rolls. Two comparisons, no clock read.
-    fn should_roll(&self, active: &Segment, batch_bytes: u64, segment_bytes: u64, now_ms: Option<i64>) -> bool {
+    fn should_roll(&self, batch_bytes: u64, segment_bytes: u64, now_ms: Option<i64>) -> bool {
+        let active = self.active();
         if active.is_empty() {
             return false;
         }
         let full = active.size_bytes + batch_bytes > segment_bytes;
         let old = matches!((self.active_roll_deadline_ms, now_ms), (Some(deadline), Some(now)) if now >= deadline);
         full || old
+    }
+
+    /// A write buffer of the size `buffer_sizing` asks for: a spare of that size if one is
+    /// left (its pages are already touched), else a new one aligned for `file`.
+    fn fresh_buffer(&mut self, file: &glommio::io::DmaFile) -> glommio::io::DmaBuffer {
+        let capacity = self.buffer_sizing.buffer_bytes();
+        match self.spare_buffers.pop() {
+            Some(spare) if spare.len() == capacity => spare,
+            _ => file.alloc_dma_buffer(capacity),
+        }
     }
 
     fn check_offsets(&self) {

@@ -195,12 +195,12 @@ impl PartitionLog {
             Vec::new()
         };
         let mut state = self.state.borrow_mut();
-        let buffer_bytes = state.buffer_sizing.buffer_bytes();
+        let file = state.active().file.clone();
+        let fresh = state.fresh_buffer(&file);
         let segment = state.active_mut();
         segment.forget_after(cut_position, cut_offset);
         segment.allocated_bytes = cut_position;
         segment.remove_index_files()?;
-        let fresh = segment.alloc_buffer(buffer_bytes);
         state.write_buffer = WriteBuffer::new(fresh, cut_position, &partial);
         state.next = cut_offset;
         state.written = state.written.min(cut_offset);

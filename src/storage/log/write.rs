@@ -170,9 +170,7 @@ impl PartitionLog {
         let file = state.active().file.clone();
         let end_position = state.write_buffer.end_position();
         state.buffer_sizing.wrote(end_position, std::time::Instant::now());
-        let capacity = state.buffer_sizing.buffer_bytes();
-        let spare = state.spare_buffers.pop().filter(|spare| spare.len() == capacity);
-        let fresh = spare.unwrap_or_else(|| file.alloc_dma_buffer(capacity));
+        let fresh = state.fresh_buffer(&file);
         let pending = state.write_buffer.take(fresh);
         let next_offset = state.next;
         let position = pending.file_position;
