@@ -7,7 +7,10 @@
 //! back with the batch, in record order.
 
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use crate::model::{PartitionId, TimestampMs};
@@ -80,10 +83,11 @@ pub struct Appended {
 pub struct Accumulator<T> {
     config: AccumulatorConfig,
     batch_config: BatchBuilderConfig,
-    open: HashMap<Slot, OpenBatch<T>>,
+    /// Fx-hashed: the slot is a pair of small integers chosen by this process, looked up per record.
+    open: FxHashMap<Slot, OpenBatch<T>>,
     /// Every topic appended to, by index; `topic_indexes` is the reverse map.
     topics: Vec<String>,
-    topic_indexes: HashMap<String, TopicIndex>,
+    topic_indexes: FxHashMap<String, TopicIndex>,
     /// Open batches oldest first, so that the linger checks look at the front only, not at
     /// every partition (4,096 open batches made them the producer's hottest loop). Entries of
     /// batches closed by size stay until they reach the front, then are dropped.
@@ -98,9 +102,9 @@ impl<T> Accumulator<T> {
         Accumulator {
             config,
             batch_config,
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             topics: Vec::new(),
-            topic_indexes: HashMap::new(),
+            topic_indexes: FxHashMap::default(),
             by_age: VecDeque::new(),
             next_id: 0,
             closed: VecDeque::new(),
@@ -145,16 +149,17 @@ impl<T> Accumulator<T> {
             self.close(&slot);
             batch_closed = true;
         }
-        if !self.open.contains_key(&slot) {
-            let id = self.next_id;
-            self.next_id += 1;
-            // Callers pass a monotonic clock, so this is a push at the back.
-            let at = self.by_age.partition_point(|entry| entry.opened_at <= now);
-            self.by_age.insert(at, AgeEntry { opened_at: now, slot, id });
-            let builder = BatchBuilder::new(self.batch_config);
-            self.open.insert(slot, OpenBatch { builder, tokens: Vec::new(), id });
-        }
-        let Some(open) = self.open.get_mut(&slot) else { return Appended { batch_closed } };
+        let open = match self.open.entry(slot) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(vacant) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                // Callers pass a monotonic clock, so this is a push at the back.
+                let at = self.by_age.partition_point(|entry| entry.opened_at <= now);
+                self.by_age.insert(at, AgeEntry { opened_at: now, slot, id });
+                vacant.insert(OpenBatch { builder: BatchBuilder::new(self.batch_config), tokens: Vec::new(), id })
+            }
+        };
         open.builder.push_shared(timestamp, key, value, headers);
         open.tokens.push(token);
         self.records += 1;

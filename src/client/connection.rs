@@ -14,7 +14,7 @@
 //! *poisoned*: every later call fails with [`ClientError::Poisoned`]. Broker errors carried in
 //! a well-formed response do not poison it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use rustc_hash::FxHashMap;
 
 use super::error::{ClientError, ClientResult};
 use super::Sleeper;
@@ -113,7 +114,7 @@ pub struct Connection<S> {
     /// Correlation ids and APIs of the requests in flight, oldest first.
     in_flight: VecDeque<(u32, ApiKey)>,
     /// Responses that arrived before the one being waited for.
-    parked: HashMap<u32, Frame>,
+    parked: FxHashMap<u32, Frame>,
     poisoned: Option<String>,
 }
 
@@ -129,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             write_scratch: Vec::new(),
             next_correlation_id: 1,
             in_flight: VecDeque::new(),
-            parked: HashMap::new(),
+            parked: FxHashMap::default(),
             poisoned: None,
         }
     }

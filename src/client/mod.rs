@@ -29,6 +29,7 @@ pub mod idempotence;
 pub mod partitioner;
 pub mod producer;
 pub mod reconnect;
+pub mod record_clock;
 pub mod retry;
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!   batch for it is closed (full, or sent), then the topic moves to the next partition
 //!   (round-robin). Sticky batches fill up instead of sending many tiny batches.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::model::PartitionId;
 
@@ -43,7 +43,7 @@ pub fn partition_for_key(key: &[u8], partition_count: u32) -> PartitionId {
 /// The sticky choice for null-key records, per topic. Owned by one producer.
 #[derive(Debug, Default)]
 pub struct StickyPartitioner {
-    current: HashMap<String, u32>,
+    current: FxHashMap<String, u32>,
 }
 
 impl StickyPartitioner {
@@ -56,7 +56,11 @@ impl StickyPartitioner {
     /// start on partition 0.
     pub fn partition(&mut self, topic: &str, partition_count: u32) -> PartitionId {
         let count = partition_count.max(1);
-        let current = self.current.entry(topic.to_owned()).or_insert_with(|| fnv1a_32(topic.as_bytes()) % count);
+        // Looked up by `&str` first: a topic name is allocated once per topic, not per record.
+        if !self.current.contains_key(topic) {
+            self.current.insert(topic.to_owned(), fnv1a_32(topic.as_bytes()) % count);
+        }
+        let Some(current) = self.current.get_mut(topic) else { return PartitionId(0) };
         if *current >= count {
             // The topic has fewer partitions than when we chose (recreated): start over.
             *current %= count;

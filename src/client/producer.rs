@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use rustc_hash::FxHashMap;
 
 use super::accumulator::{Accumulator, AccumulatorConfig, ClosedBatch};
 use super::connection::{Connection, Pending, Response};
@@ -44,6 +45,7 @@ use super::error::{ClientError, ClientResult};
 use super::idempotence::{ProducerIdentity, Sequences};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use super::reconnect::Connect;
+use super::record_clock::RecordClock;
 use super::retry::Backoff;
 use crate::model::{Offset, PartitionId, ProducerEpoch, ProducerId, TimestampMs};
 use crate::protocol::apis::produce::{ACKS_ALL, ACKS_LEADER, ACKS_NONE};
@@ -309,7 +311,8 @@ pub struct Producer<S> {
     sequences: Sequences,
     /// A fatal error (`ProducerFenced`): every later send fails with it.
     fatal: Option<ClientError>,
-    partition_counts: HashMap<String, u32>,
+    partition_counts: FxHashMap<String, u32>,
+    record_clock: RecordClock,
     sticky: StickyPartitioner,
     accumulator: Accumulator<DeliverySender>,
     /// Built parts not sent yet, in seal order: their partition is at its in-flight bound, or
@@ -339,7 +342,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             identity: None,
             sequences: Sequences::default(),
             fatal: None,
-            partition_counts: HashMap::new(),
+            partition_counts: FxHashMap::default(),
+            record_clock: RecordClock::new(),
             sticky: StickyPartitioner::new(),
             waiting: VecDeque::new(),
             next_seal_index: 0,
@@ -398,15 +402,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         value: Bytes,
         headers: Vec<(String, Bytes)>,
     ) -> ClientResult<DeliveryFuture> {
-        self.send_record(ProducerRecord {
-            topic: topic.to_owned(),
-            partition: None,
-            key,
-            value,
-            headers,
-            timestamp: None,
-        })
-        .await
+        self.queue_and_poll(topic, None, key, value, &headers, None).await
     }
 
     /// Queues one record, sends whatever batches are ready, settles responses already
@@ -414,51 +410,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// topic, a partition out of range, a broken connection that cannot be replaced, or a
     /// fenced producer; later failures come through the returned future.
     pub async fn send_record(&mut self, record: ProducerRecord) -> ClientResult<DeliveryFuture> {
+        let ProducerRecord { topic, partition, key, value, headers, timestamp } = record;
+        self.queue_and_poll(&topic, partition, key, value, &headers, timestamp).await
+    }
+
+    /// [`Producer::send_record`] on borrowed parts. Reads the clock once: the same instant
+    /// serves the linger, the record's timestamp and the ready check.
+    async fn queue_and_poll(
+        &mut self,
+        topic: &str,
+        partition: Option<PartitionId>,
+        key: Option<Bytes>,
+        value: Bytes,
+        headers: &[(String, Bytes)],
+        timestamp: Option<TimestampMs>,
+    ) -> ClientResult<DeliveryFuture> {
         if let Some(error) = self.config_error.as_ref().or(self.fatal.as_ref()) {
             return Err(error.clone());
         }
         self.ensure_connected().await?;
-        let count = self.partition_count(&record.topic).await?;
-        let (partition, sticky) = match (record.partition, &record.key) {
+        let count = self.partition_count(topic).await?;
+        let (partition, sticky) = match (partition, &key) {
             (Some(partition), _) if partition.0 < count => (partition, false),
             (Some(partition), _) => {
                 return Err(ClientError::InvalidArgument(format!(
-                    "partition {partition} does not exist: topic '{}' has {count} partitions",
-                    record.topic
+                    "partition {partition} does not exist: topic '{topic}' has {count} partitions"
                 )))
             }
             (None, Some(key)) => (partition_for_key(key, count), false),
-            (None, None) => (self.sticky.partition(&record.topic, count), true),
+            (None, None) => (self.sticky.partition(topic, count), true),
         };
         if self.idempotent && self.identity.is_none() {
             self.init_producer_id().await?;
         }
         let (sender, future) = DeliverySender::pair();
-        let headers: Vec<(&str, &[u8])> =
-            record.headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
-        let appended = self.accumulator.append(
-            &record.topic,
-            partition,
-            Instant::now(),
-            record.timestamp.unwrap_or_else(TimestampMs::now),
-            record.key,
-            record.value,
-            &headers,
-            sender,
-        );
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
+        let now = Instant::now();
+        let timestamp = timestamp.unwrap_or_else(|| self.record_clock.timestamp_at(now));
+        let appended = self.accumulator.append(topic, partition, now, timestamp, key, value, &headers, sender);
         if sticky && appended.batch_closed {
-            self.sticky.batch_closed(&record.topic, partition, count);
+            self.sticky.batch_closed(topic, partition, count);
         }
-        self.poll().await?;
+        self.poll_at(now).await?;
         Ok(future)
     }
 
     /// Sends the batches that are ready (full, lingered, or due for retry) as far as the
     /// in-flight bounds allow without waiting, and settles the responses that have arrived.
     pub async fn poll(&mut self) -> ClientResult<()> {
+        self.poll_at(Instant::now()).await
+    }
+
+    /// [`Producer::poll`] with the caller's reading of the clock. Settles again after sending
+    /// only when something was sent.
+    async fn poll_at(&mut self, now: Instant) -> ClientResult<()> {
         self.settle_arrived()?;
-        self.send_ready(false).await?;
-        self.settle_arrived()
+        if self.send_ready(now, false).await? {
+            self.settle_arrived()?;
+        }
+        Ok(())
     }
 
     /// [`Producer::poll`], then waits until something changes — a response arrives, a
@@ -503,7 +513,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         // Bounded: every round sends, receives, sleeps until a retry is due, or returns; each
         // part is sent at most `retries_max + 1` times.
         loop {
-            self.send_ready(true).await?;
+            self.send_ready(Instant::now(), true).await?;
             if !self.in_flight.is_empty() {
                 self.receive_oldest().await?;
                 continue;
@@ -618,17 +628,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
 
     /// Sends ready parts: built ones and due retries, in seal order, in requests of at most
     /// [`REQUEST_PAYLOAD_BYTES_MAX`]. Waits for the oldest response when the in-flight bound is
-    /// reached; leaves a part waiting while its partition is at its in-flight bound.
-    async fn send_ready(&mut self, force: bool) -> ClientResult<()> {
-        let closed = self.accumulator.drain_ready(Instant::now(), force);
+    /// reached; leaves a part waiting while its partition is at its in-flight bound. `now`
+    /// decides which open batches have lingered; whether a request was sent.
+    ///
+    /// Called for every record: with nothing ready, nothing waiting, no retry and a usable
+    /// connection it returns before anything else (no allocation, no clock read).
+    async fn send_ready(&mut self, now: Instant, force: bool) -> ClientResult<bool> {
+        if !force
+            && self.waiting.is_empty()
+            && self.retries.is_empty()
+            && self.connection.poisoned().is_none()
+            && !self.accumulator.has_ready(now)
+        {
+            return Ok(false);
+        }
+        let closed = self.accumulator.drain_ready(now, force);
         let built = self.build_batches(closed);
         self.waiting.extend(built);
+        let mut sent = false;
         // Bounded: every round sends one request or returns.
         loop {
             self.ensure_connected().await?;
-            self.promote_due_retries(Instant::now());
+            if !self.retries.is_empty() {
+                self.promote_due_retries(Instant::now());
+            }
             if self.sendable().is_empty() {
-                return Ok(());
+                return Ok(sent);
             }
             // Backpressure: with the in-flight bound reached, wait for the oldest answer.
             while self.in_flight.len() >= self.config.requests_in_flight_max {
@@ -639,7 +664,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             }
             let chosen = self.sendable();
             if chosen.is_empty() {
-                return Ok(());
+                return Ok(sent);
             }
             let mut parts = Vec::with_capacity(chosen.len());
             for index in chosen.into_iter().rev() {
@@ -647,6 +672,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             }
             parts.reverse();
             self.send_request(parts).await?;
+            sent = true;
         }
     }
 

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ringmq::client::{
     AccumulatorConfig, Acks, ClientError, ConnectionConfig, DeliveryFuture, Producer, ProducerConfig,
 };
@@ -100,16 +100,23 @@ struct State {
     keys: KeyGen,
     /// Value template: random-ish filler, the timestamp written per message.
     template: Vec<u8>,
+    /// Where values are built: one allocation per [`VALUE_ARENA_BYTES`], not one per message.
+    values: BytesMut,
 }
 
+/// Bytes allocated at once for message values (at least one message).
+const VALUE_ARENA_BYTES: usize = 256 * 1024;
+
 impl State {
-    /// Settles, oldest first, every delivery already resolved.
+    /// Settles, oldest first, every delivery already resolved. Reads the clock only when one
+    /// has: this runs after every send.
     fn settle(&mut self) {
-        let now = self.env.run.clock.now_ns();
+        let mut read_ns = None;
         while let Some(front) = self.outstanding.front() {
             let Some(result) = front.delivery.try_result() else { break };
             let intended_ns = front.intended_ns;
             self.outstanding.pop_front();
+            let now = *read_ns.get_or_insert_with(|| self.env.run.clock.now_ns());
             let bytes = self.settings.message_bytes as u64;
             match result {
                 Ok(_) => {
@@ -122,6 +129,7 @@ impl State {
                 Err(error) => self.local.record_error(&error_name(&error), 1),
             }
         }
+        let Some(now) = read_ns else { return };
         if now.saturating_sub(self.last_merge_ns) >= MERGE_INTERVAL_MS * 1_000_000 {
             self.env.run.stats.absorb(&mut self.local);
             self.last_merge_ns = now;
@@ -129,9 +137,13 @@ impl State {
     }
 
     fn value(&mut self, intended_ns: u64) -> Bytes {
-        let mut value = self.template.clone();
+        if self.values.capacity() < self.template.len() {
+            self.values = BytesMut::with_capacity(VALUE_ARENA_BYTES.max(self.template.len()));
+        }
+        self.values.extend_from_slice(&self.template);
+        let mut value = self.values.split();
         stamp_value(&mut value, intended_ns);
-        Bytes::from(value)
+        value.freeze()
     }
 
     fn should_stop(&self, start_ns: u64, now_ns: u64) -> bool {
@@ -174,6 +186,7 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
         measure_from_ns: 0,
         last_merge_ns: 0,
         template,
+        values: BytesMut::new(),
     };
     run.ready.fetch_add(1, Ordering::SeqCst);
     let Some(start_ns) = run.wait_for_go().await else { return };
