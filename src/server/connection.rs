@@ -138,47 +138,74 @@ async fn read_requests(
                         None => return CloseReason::Other("the broker is shutting down".into()),
                     }
                 }
+                if needed > READ_CHUNK_BYTES {
+                    // A large frame is read in place, to its end.
+                    if let Err(reason) = read_body_in_place(shard, &mut reader, &mut buffer, needed).await {
+                        return reason;
+                    }
+                    continue;
+                }
+                // Small reads go through a scratch buffer zeroed once.
                 let timeout = if buffer.is_empty() { IDLE_TIMEOUT } else { FRAME_BODY_TIMEOUT };
                 let start = buffer.len();
-                // Small reads go through a scratch buffer zeroed once; large frames are read in
-                // place (zeroing them costs about as much as the data, once).
-                let in_scratch = needed <= READ_CHUNK_BYTES;
-                let read = if in_scratch {
-                    with_timeout(timeout, reader.read(&mut scratch[..])).await
-                } else {
-                    buffer.resize(start + needed, 0);
-                    with_timeout(timeout, reader.read(&mut buffer[start..])).await
-                };
-                match read {
+                match with_timeout(timeout, reader.read(&mut scratch[..])).await {
                     None if start == 0 => return CloseReason::Other("idle timeout".into()),
-                    None => {
-                        return CloseReason::Violation(format!(
-                            "a frame was cut off: {start} bytes received, then nothing for {}s",
-                            FRAME_BODY_TIMEOUT.as_secs()
-                        ))
-                    }
-                    Some(Ok(0)) => {
-                        buffer.truncate(start);
-                        return if start == 0 {
-                            CloseReason::ClientClosed
-                        } else {
-                            CloseReason::Violation(format!(
-                                "the client closed in the middle of a frame ({start} bytes)"
-                            ))
-                        };
-                    }
-                    Some(Ok(read)) if in_scratch => buffer.extend_from_slice(&scratch[..read]),
-                    Some(Ok(read)) => buffer.truncate(start + read),
-                    Some(Err(error)) => {
-                        buffer.truncate(start);
-                        return CloseReason::Other(format!("read failed: {error}"));
-                    }
+                    None => return cut_off(start),
+                    Some(Ok(0)) if start == 0 => return CloseReason::ClientClosed,
+                    Some(Ok(0)) => return closed_mid_frame(start),
+                    Some(Ok(read)) => buffer.extend_from_slice(&scratch[..read]),
+                    Some(Err(error)) => return CloseReason::Other(format!("read failed: {error}")),
                 }
             }
             Err(error) => return refuse(shard, queue, &buffer, error.to_string(), error.error_code()).await,
         }
         let _ = peer;
     }
+}
+
+/// Reads the next `needed` bytes (the rest of a frame) straight into `buffer`. The space is
+/// zeroed once (`futures-io` reads need initialized memory): zeroing what was left after every
+/// partial read, as a read per loop round did, cost up to (frame size / read size) times the
+/// frame in `memset`.
+async fn read_body_in_place(
+    shard: &Rc<Shard>,
+    reader: &mut ReadHalf<TcpStream>,
+    buffer: &mut BytesMut,
+    needed: usize,
+) -> Result<(), CloseReason> {
+    let end = buffer.len() + needed;
+    let mut filled = buffer.len();
+    buffer.resize(end, 0);
+    // Bounded by `needed`: each round reads at least one byte or returns.
+    while filled < end {
+        if shard.shutting_down.get() {
+            return Err(CloseReason::Other("the broker is shutting down".into()));
+        }
+        let read = with_timeout(FRAME_BODY_TIMEOUT, reader.read(&mut buffer[filled..end])).await;
+        let failure = match read {
+            Some(Ok(read)) if read > 0 => {
+                filled += read;
+                continue;
+            }
+            None => cut_off(filled),
+            Some(Ok(_)) => closed_mid_frame(filled),
+            Some(Err(error)) => CloseReason::Other(format!("read failed: {error}")),
+        };
+        buffer.truncate(filled);
+        return Err(failure);
+    }
+    Ok(())
+}
+
+fn cut_off(received_bytes: usize) -> CloseReason {
+    CloseReason::Violation(format!(
+        "a frame was cut off: {received_bytes} bytes received, then nothing for {}s",
+        FRAME_BODY_TIMEOUT.as_secs()
+    ))
+}
+
+fn closed_mid_frame(received_bytes: usize) -> CloseReason {
+    CloseReason::Violation(format!("the client closed in the middle of a frame ({received_bytes} bytes)"))
 }
 
 /// Takes the bytes of the frame at the front of `buffer` from the shard's memory budget,

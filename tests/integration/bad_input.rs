@@ -204,3 +204,55 @@ fn clients_cannot_produce_to_the_offsets_topic() {
     assert_eq!(code, ErrorCode::InvalidRequest);
     assert_eq!(broker.stop(), Some(0));
 }
+
+/// Guards the in-place read of large frames: a Produce frame far larger than one socket read,
+/// trickled in small pieces, arrives whole (its batch is stored and the connection serves the
+/// next request), and a large frame cut off by the client is logged as a violation without
+/// storing anything.
+#[test]
+fn large_frames_arriving_in_pieces_are_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &["--cores", "1"]);
+    let mut client = broker.client();
+    assert_eq!(client.create_topic("safe", 1), ErrorCode::None);
+    let large = batch(7, 3_000);
+    assert!(large.len() > 256 << 10, "several socket reads: {} bytes", large.len());
+    let request = ProduceRequest {
+        acks: ACKS_ALL,
+        timeout_ms: 10_000,
+        topics: vec![ringmq::protocol::ProduceTopic {
+            name: "safe".into(),
+            partitions: vec![ringmq::protocol::ProducePartition {
+                partition: 0,
+                payload_offset: 0,
+                payload_length: large.len() as u32,
+            }],
+        }],
+    };
+    let frame = ringmq::protocol::encode_request(5, &request, vec![large.clone()]).unwrap().to_vec();
+
+    // Cut off: half the frame, then the client goes away.
+    let mut cut = TcpStream::connect(broker.address).unwrap();
+    cut.write_all(&frame[..frame.len() / 2]).unwrap();
+    drop(cut);
+
+    // Trickled: 40 pieces with pauses, so that the broker sees many partial reads.
+    let mut raw = RawClient::connect(broker.address);
+    for piece in frame.chunks(frame.len().div_ceil(40)) {
+        raw.stream.write_all(piece).unwrap();
+        raw.stream.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (header, _, _) = raw.read_frame().unwrap();
+    assert!(!header.is_error(), "the trickled produce is answered");
+    raw.call(&MetadataRequest { topics: vec![] }, Vec::new());
+
+    let (code, _, batches) = client.fetch("safe", 0, 0, 0, 0);
+    assert_eq!(code, ErrorCode::None);
+    assert_eq!(batches.len(), 1, "the trickled batch is stored once; the cut one is not");
+    assert_eq!(batches[0].len(), large.len());
+    assert_still_serving(&mut broker, 1);
+    let log = broker.log().join("\n");
+    assert!(log.contains("in the middle of a frame"), "the cut frame is logged:\n{log}");
+    assert_eq!(broker.stop(), Some(0));
+}
