@@ -5,6 +5,11 @@
 //! [`TailCacheBudget`]. Invariant kept by the log: every batch not yet written to the segment
 //! file is in the cache, so a batch leaves the cache only once it is readable from disk
 //! (`evictable_below`).
+//!
+//! The budget counts batch bytes. A cached batch is a slice that keeps its whole buffer alive,
+//! so the produce handler hands over small batches in allocations of their own
+//! (`server::handlers::produce::detach_if_small`): the memory held stays within a small
+//! multiple of the budget whatever the requests look like.
 
 use std::cell::Cell;
 use std::collections::VecDeque;

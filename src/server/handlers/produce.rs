@@ -39,13 +39,14 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: OwnedFrame) -> Res
     // Per partition, in request order: an early error, or the batches to append.
     let mut outcomes: HashMap<TopicPartition, Outcome> = HashMap::new();
     let mut work = Vec::new();
+    let payload_bytes = payload.len();
     for (tp, slice) in split_payload(payload, ranges) {
         let known = topics.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
         let batches = if tp.topic == crate::group::offsets::OFFSETS_TOPIC {
             // Only the coordinators write there; a client's record would be replayed as a commit.
             Err((ErrorCode::InvalidRequest, format!("{} is internal: clients cannot produce to it", tp.topic)))
         } else if known {
-            slice.and_then(split_and_validate)
+            slice.and_then(|slice| split_and_validate(slice, payload_bytes))
         } else {
             Err((
                 ErrorCode::UnknownTopicOrPartition,
@@ -119,8 +120,30 @@ fn split_payload(mut payload: BytesMut, ranges: Vec<(TopicPartition, u32, u32)>)
     out.into_iter().map(|(_, tp, slice)| (tp, slice)).collect()
 }
 
-/// Splits a partition's payload into batches and validates each one completely.
-fn split_and_validate(mut payload: BytesMut) -> Result<Vec<BytesMut>, (ErrorCode, String)> {
+/// Batches under this size are copied out of the request before they are kept (see
+/// [`detach_if_small`]): frames read together share one read buffer of at least 64 KiB.
+const OWN_ALLOCATION_BELOW_BYTES: usize = 64 * 1024;
+
+/// A batch goes to the owner's tail cache, which holds it until it is evicted; the cache's
+/// budget counts batch bytes. A slice pins the whole buffer it was cut from, so a small batch
+/// kept from a large request (or from a read buffer shared by many small frames) held far more
+/// than it was counted for: a client could pin gigabytes under a budget of megabytes. Such a
+/// batch is copied into an allocation of its own; a batch of at least half the request's
+/// payload is kept in place, so the throughput path stays free of copies.
+fn detach_if_small(batch: BytesMut, request_payload_bytes: usize) -> BytesMut {
+    if batch.len() < OWN_ALLOCATION_BELOW_BYTES || batch.len().saturating_mul(2) < request_payload_bytes {
+        BytesMut::from(&batch[..])
+    } else {
+        batch
+    }
+}
+
+/// Splits a partition's payload into batches and validates each one completely; small batches
+/// are detached from the request's buffer (`request_payload_bytes`: its whole payload).
+fn split_and_validate(
+    mut payload: BytesMut,
+    request_payload_bytes: usize,
+) -> Result<Vec<BytesMut>, (ErrorCode, String)> {
     let mut batches = Vec::new();
     while !payload.is_empty() {
         let length = peek_batch_length(&payload).map(|l| l as usize).unwrap_or(0);
@@ -132,7 +155,7 @@ fn split_and_validate(mut payload: BytesMut) -> Result<Vec<BytesMut>, (ErrorCode
         }
         let batch = payload.split_to(length);
         validate(&batch).map_err(|e| (ErrorCode::CorruptMessage, format!("invalid record batch: {e}")))?;
-        batches.push(batch);
+        batches.push(detach_if_small(batch, request_payload_bytes));
     }
     if batches.is_empty() {
         return Err((ErrorCode::InvalidRequest, "no record batch for the partition".into()));
@@ -205,5 +228,37 @@ mod tests {
         assert_eq!(texts[2], (2, None), "overlaps partition 1's range");
         assert_eq!(texts[3].1, None, "runs past the payload");
         assert_eq!(texts[4], (4, Some(b"dddd".to_vec())));
+    }
+
+    /// Guards the tail cache's memory bound: small batches leave the request's buffer (a copy
+    /// with the same bytes), a batch that is most of the request stays in place.
+    #[test]
+    fn small_batches_are_detached_from_the_request_buffer() {
+        let timestamp = crate::model::TimestampMs(1);
+        let small = crate::testing::make_batch(1, 3, 100, timestamp);
+        let large = crate::testing::make_batch(2, 1_000, 200, timestamp);
+        assert!(large.len() >= OWN_ALLOCATION_BELOW_BYTES);
+        let mut request = BytesMut::new();
+        request.extend_from_slice(&small);
+        request.extend_from_slice(&large);
+        let start = request.as_ptr() as usize;
+        let request_range = start..start + request.len();
+        let batches = split_and_validate(request, small.len() + large.len()).expect("valid batches");
+        assert_eq!(batches.len(), 2);
+        assert_eq!(&batches[0][..], &small[..]);
+        assert_eq!(&batches[1][..], &large[..]);
+        assert!(!request_range.contains(&(batches[0].as_ptr() as usize)), "the small batch is copied");
+        assert_eq!(batches[1].as_ptr() as usize, start + small.len(), "the large one is not");
+
+        // The same large batch beside a request payload three times its size is detached too.
+        let mut request = BytesMut::from(&large[..]);
+        let start = request.as_ptr();
+        let kept = split_and_validate(request.split(), large.len()).expect("valid batch");
+        assert_eq!(kept[0].as_ptr(), start, "most of the request: kept in place");
+        let mut request = BytesMut::from(&large[..]);
+        let start = request.as_ptr();
+        let detached = split_and_validate(request.split(), 3 * large.len()).expect("valid batch");
+        assert_ne!(detached[0].as_ptr(), start, "a third of the request: copied");
+        assert_eq!(&detached[0][..], &large[..]);
     }
 }
