@@ -468,30 +468,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// polling on a timer. Returns after that one wait.
     pub async fn poll_until(&mut self, deadline: Instant) -> ClientResult<()> {
         self.poll().await?;
-        let now = Instant::now();
-        let wake = [Some(deadline), self.accumulator.next_linger_deadline(), self.next_retry_due()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(deadline);
-        if wake > now {
-            let sleep = self.connection.sleeper().sleep(wake - now);
-            if self.in_flight.is_empty() {
-                sleep.await;
-            } else {
-                let arrived = async { Some(self.connection.wait_for_response().await) };
-                let timer = async {
-                    sleep.await;
-                    None
-                };
-                if let Some(Err(error)) = futures_lite::future::or(arrived, timer).await {
-                    if self.connector.is_none() {
-                        return Err(self.fail_everything(error));
-                    }
-                    // The next poll reconnects and requeues what was in flight.
-                }
-            }
-        }
+        self.wait_for_change(deadline).await?;
         self.poll().await
     }
 
@@ -956,5 +933,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             }
         }
         error
+    }
+
+    /// The wait of [`Producer::poll_until`], without its polls: returns when a response has
+    /// arrived (parked, not settled), a lingering batch or a retry comes due, or `deadline`
+    /// passes. Sends and settles nothing, so it is **cancellation-safe**: a caller may race it
+    /// against other waits (one per connection of a shard-aware producer) and drop it; then
+    /// [`Producer::poll`] settles what arrived. A broken connection without a connector fails
+    /// everything outstanding and is returned.
+    pub async fn wait_for_change(&mut self, deadline: Instant) -> ClientResult<()> {
+        let now = Instant::now();
+        let wake = [Some(deadline), self.accumulator.next_linger_deadline(), self.next_retry_due()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(deadline);
+        if wake <= now {
+            return Ok(());
+        }
+        let sleep = self.connection.sleeper().sleep(wake - now);
+        if self.in_flight.is_empty() {
+            sleep.await;
+            return Ok(());
+        }
+        let arrived = async { Some(self.connection.wait_for_response().await) };
+        let timer = async {
+            sleep.await;
+            None
+        };
+        if let Some(Err(error)) = futures_lite::future::or(arrived, timer).await {
+            if self.connector.is_none() {
+                return Err(self.fail_everything(error));
+            }
+            // The next poll reconnects and requeues what was in flight.
+        }
+        Ok(())
     }
 }

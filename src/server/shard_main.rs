@@ -37,10 +37,19 @@ pub struct Shared {
     pub started: Arc<AtomicUsize>,
 }
 
-pub async fn run_shard(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
+/// A shard's two listening sockets, bound on the main thread; the shard takes ownership.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardListeners {
+    /// Its SO_REUSEPORT socket on the shared port.
+    pub shared: RawFd,
+    /// The socket of its own port (shard-aware clients).
+    pub own: RawFd,
+}
+
+pub async fn run_shard(listeners: ShardListeners, shared: Shared) -> Result<(), String> {
     let started = shared.started.clone();
     let shutdown = shared.shutdown.clone();
-    let result = run(listener_fd, shared).await;
+    let result = run(listeners, shared).await;
     if result.is_err() {
         // Unblock the main thread and stop the other shards: a broker missing a shard must not serve.
         started.fetch_add(1, Ordering::SeqCst);
@@ -49,10 +58,11 @@ pub async fn run_shard(listener_fd: RawFd, shared: Shared) -> Result<(), String>
     result
 }
 
-async fn run(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
-    // SAFETY: the main thread bound this listening socket for this shard alone and handed over
-    // its only descriptor; the listener takes ownership and closes it.
-    let listener = unsafe { TcpListener::from_raw_fd(listener_fd) };
+async fn run(listeners: ShardListeners, shared: Shared) -> Result<(), String> {
+    // SAFETY: the main thread bound these two listening sockets for this shard alone and handed
+    // over their only descriptors; each listener takes ownership of one and closes it.
+    let (shared_listener, own_listener) =
+        unsafe { (TcpListener::from_raw_fd(listeners.shared), TcpListener::from_raw_fd(listeners.own)) };
     let (senders, receivers) = shared.mesh.join().await.map_err(|e| format!("cannot join the channel mesh: {e}"))?;
     // A shard is its place in the mesh: peers are numbered in the order they joined, and that
     // number decides which partitions the shard owns.
@@ -89,8 +99,15 @@ async fn run(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
     .detach();
 
     let memory = Rc::new(Semaphore::new(shard.settings.shard_memory_bytes as u64));
-    accept_until_shutdown(&shard, &listener, &memory, &shared.shutdown).await;
-    drop(listener);
+    // A connection on the shard's own port is served exactly like one on the shared port; only
+    // the client's choice of partitions differs.
+    futures::future::join(
+        accept_until_shutdown(&shard, &shared_listener, &memory, &shared.shutdown),
+        accept_until_shutdown(&shard, &own_listener, &memory, &shared.shutdown),
+    )
+    .await;
+    drop(shared_listener);
+    drop(own_listener);
     shard.shutting_down.set(true);
     // Long polls answer now with what they have, instead of holding the drain up.
     for (_, cancel) in shard.fetch_cancels.borrow_mut().drain() {
