@@ -12,9 +12,13 @@
 //! producer id, which is sound because a partition is only ever sent through one of them.
 //!
 //! Connections: the bootstrap connection asks Metadata (which lists the shard ports); a shard's
-//! connection opens on first use, to the bootstrap host at that shard's port, through a
-//! [`ShardConnect`] (on glommio: [`crate::runtime::shard_connector`]). A broker that lists no
-//! shard ports gets everything on the bootstrap connection, through a single inner producer.
+//! connection opens on first use (or all at once with [`ShardAwareProducer::prepare`]), to the
+//! bootstrap host at that shard's port, through a [`ShardConnect`] (on glommio:
+//! [`crate::runtime::shard_connector`]). A broker that lists no shard ports gets everything on
+//! the bootstrap connection, through a single inner producer. With
+//! [`ShardAwareProducer::with_reconnect`], a shard connection that broke is opened again at the
+//! same port, or at the bootstrap address when that port no longer answers (a restarted broker
+//! with `--shard-port-base 0` has new ports).
 //!
 //! Driven like [`Producer`] (no background task): `send*`, `poll`, `poll_until`, `flush`.
 //!
@@ -288,7 +292,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
             return producer;
         }
         let connector = Rc::clone(&self.connector);
-        producer.with_reconnect(move || connector.connect(address))
+        let bootstrap = self.bootstrap_address;
+        producer.with_reconnect(move || {
+            let connector = Rc::clone(&connector);
+            async move {
+                match connector.connect(address).await {
+                    Ok(connection) => Ok(connection),
+                    // A restarted broker may listen on other shard ports (kernel-picked ones
+                    // change): the bootstrap address still serves every partition, with the hop.
+                    Err(error) if address != bootstrap => {
+                        tracing::warn!(%address, %error, %bootstrap, "shard port unreachable; reconnecting to the bootstrap address");
+                        connector.connect(bootstrap).await
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        })
     }
 
     /// Which inner producer serves `partition` of a known topic: its owner shard's (0 when

@@ -415,3 +415,59 @@ fn no_shard_ports_means_everything_on_the_bootstrap_connection() {
     assert_eq!(seen.produced.len(), PARTITIONS as usize);
     assert!(seen.produced.iter().all(|&(port, _, _)| port == BOOTSTRAP_PORT));
 }
+
+/// Guards reconnection when a shard port stops answering (a restarted broker with new
+/// kernel-picked ports): the shard's connection breaks with a produce unanswered, its port
+/// refuses the new connection, and the record is sent again on a connection to the bootstrap
+/// address, where the broker still serves every partition.
+#[test]
+fn a_shard_port_that_stops_answering_falls_back_to_the_bootstrap_address() {
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let open = |handler: Handler| {
+        let stream = GatedStream { inner: FakeStream::new(7, handler), gate: Gate::opened() };
+        Connection::new(stream, ConnectionConfig::default(), Rc::new(InstantSleeper))
+    };
+    let bootstrap = open(broker(BOOTSTRAP_PORT, Rc::clone(&seen), &SHARD_PORTS));
+    let connector = {
+        let seen = Rc::clone(&seen);
+        move |address: SocketAddr| {
+            let port = address.port();
+            let attempts = {
+                let mut seen = seen.borrow_mut();
+                seen.connected.push(port);
+                seen.connected.iter().filter(|&&p| p == port).count()
+            };
+            let result = match (port == SHARD_PORTS[1], attempts) {
+                // Shard 1's first connection loses every produce answer (the connection ends).
+                (true, 1) => {
+                    let mut inner = broker(port, Rc::clone(&seen), &SHARD_PORTS);
+                    let losing: Handler = Box::new(move |frame| {
+                        if frame.header.api_key == ApiKey::Produce.as_u16() {
+                            return Vec::new();
+                        }
+                        inner(frame)
+                    });
+                    Ok(open(losing))
+                }
+                (true, _) => Err(super::ClientError::from(io::Error::from(io::ErrorKind::ConnectionRefused))),
+                _ => Ok(open(broker(port, Rc::clone(&seen), &SHARD_PORTS))),
+            };
+            async move { result }
+        }
+    };
+    let config = ProducerConfig {
+        backoff: super::Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(2) },
+        ..config(1 << 20, Duration::ZERO)
+    };
+    let address = SocketAddr::from(([127, 0, 0, 1], BOOTSTRAP_PORT));
+    let mut producer = ShardAwareProducer::new(bootstrap, address, config, connector).with_reconnect();
+    let delivered = block_on(async {
+        let delivery = producer.send_record(record(Some(1), None, "survives")).await.unwrap();
+        producer.flush().await.unwrap();
+        delivery.await
+    });
+    assert_eq!(delivered.unwrap().partition, PartitionId(1));
+    let seen = seen.borrow();
+    assert_eq!(seen.connected, [SHARD_PORTS[1], SHARD_PORTS[1], BOOTSTRAP_PORT], "shard port, refused, bootstrap");
+    assert_eq!(seen.produced, [(BOOTSTRAP_PORT, 1, 1)], "sent again on the bootstrap connection");
+}

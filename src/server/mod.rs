@@ -96,8 +96,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let drained = Arc::new(AtomicUsize::new(0));
     let started = Arc::new(AtomicUsize::new(0));
     let mut executors = Vec::with_capacity(shard_count);
-    let listeners = listener_fds.into_iter().zip(shard_ports.fds).map(|(shared, own)| ShardListeners { shared, own });
-    for (index, fds) in listeners.enumerate() {
+    let listeners = listener_fds.into_iter().zip(shard_ports.fds).enumerate();
+    for (index, (shared_fd, own_fd)) in listeners {
+        let fds = ShardListeners { index, shared: shared_fd, own: own_fd };
         let placement = match cpus.get(index % cpus.len().max(1)) {
             Some(&cpu) if shard_count <= cpus.len() => Placement::Fixed(cpu),
             _ => Placement::Unbound,

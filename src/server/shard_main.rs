@@ -38,8 +38,11 @@ pub struct Shared {
 }
 
 /// A shard's two listening sockets, bound on the main thread; the shard takes ownership.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct ShardListeners {
+    /// The order in which the main thread spawned this shard's executor: the shard port at this
+    /// index of `BrokerSettings::shard_ports` is `own`, so the shard's mesh id must equal it.
+    pub index: usize,
     /// Its SO_REUSEPORT socket on the shared port.
     pub shared: RawFd,
     /// The socket of its own port (shard-aware clients).
@@ -64,10 +67,17 @@ async fn run(listeners: ShardListeners, shared: Shared) -> Result<(), String> {
     let (shared_listener, own_listener) =
         unsafe { (TcpListener::from_raw_fd(listeners.shared), TcpListener::from_raw_fd(listeners.own)) };
     let (senders, receivers) = shared.mesh.join().await.map_err(|e| format!("cannot join the channel mesh: {e}"))?;
-    // A shard is its place in the mesh: peers are numbered in the order they joined, and that
-    // number decides which partitions the shard owns.
+    // A shard is its place in the mesh, and that number decides which partitions the shard
+    // owns. glommio numbers peers by executor id, which the main thread assigns in spawn order:
+    // the listeners' order. Metadata's shard ports rely on it, so it is checked.
     let router = MeshRouter::new(senders);
     let id = router.shard_id();
+    if id.0 != listeners.index {
+        return Err(format!(
+            "shard spawned as {} got mesh id {}: its own port would be listed for another shard",
+            listeners.index, id.0
+        ));
+    }
     let shard = Shard::new(id, shared.settings.clone(), router.clone());
     crate::storage::direct_io::check_direct_io(&shared.settings.data_dir).await.map_err(|e| {
         format!(

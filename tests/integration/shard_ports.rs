@@ -1,5 +1,5 @@
 //! Shard ports on a real two-shard broker: Metadata lists one port per shard (and still answers
-//! v0 without them); a producer on one shard's port produces to partitions of both shards; the
+//! v0 without them), each served by its shard; a producer on one shard's port produces to partitions of both shards; the
 //! shard-aware producer spreads records over the shard ports; a consumer on the shared port
 //! reads everything back. A shard port that cannot be bound is one clear error at start.
 
@@ -37,7 +37,8 @@ fn metadata(client: &mut RawClient) -> MetadataResponse {
 #[test]
 fn producers_on_shard_ports_are_read_back_on_the_shared_port() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &["--cores", "2", "--fsync", "never"]);
+    let accepts = "info,ringmq::server::shard_main=debug";
+    let broker = Broker::start(dir.path(), &["--cores", "2", "--fsync", "never", "--log-level", accepts]);
     let mut client = broker.client();
     assert_eq!(client.create_topic(TOPIC, PARTITIONS), ErrorCode::None);
 
@@ -53,9 +54,22 @@ fn producers_on_shard_ports_are_read_back_on_the_shared_port() {
         panic!("4 partitions over 2 shards leave each shard one: {owners:?}");
     };
 
-    // The same request on a shard port answers the same (any API works on any port).
-    let mut on_shard_port = RawClient::connect(SocketAddr::new(broker.address.ip(), ports[1]));
-    assert_eq!(metadata(&mut on_shard_port), response);
+    // The same request on a shard port answers the same (any API works on any port), and the
+    // connection is served by that shard (its accept is logged with the client's port).
+    let mut log = Vec::new();
+    for (shard, &port) in ports.iter().enumerate() {
+        let mut on_shard_port = RawClient::connect(SocketAddr::new(broker.address.ip(), port));
+        assert_eq!(metadata(&mut on_shard_port), response);
+        let client_port = on_shard_port.stream.local_addr().unwrap().port();
+        let accepted = format!("connection accepted shard={shard} peer=127.0.0.1:{client_port}");
+        // The line was written before the answer; it reaches us through a pipe and a thread.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !log.iter().any(|line: &String| line.contains(&accepted)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            log.extend(broker.log());
+        }
+        assert!(log.iter().any(|line| line.contains(&accepted)), "no '{accepted}' in the broker's log");
+    }
     assert_metadata_v0_is_served(&mut client, &response);
 
     let address = broker.address;
