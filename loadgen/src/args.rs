@@ -197,6 +197,11 @@ pub struct Args {
     /// When the broker acknowledges: 0, 1 or all.
     #[arg(long, default_value = "1", value_parser = parse_acks)]
     pub acks: AcksArg,
+    /// Producers connect to every broker shard on its own port and send each partition's
+    /// records to its owner (no cross-core hop on the broker); false: one connection to the
+    /// bootstrap address, as a plain client would.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub shard_aware: bool,
     /// Produce requests in flight per producer (1..=15).
     #[arg(long, default_value_t = 5)]
     pub in_flight: usize,
@@ -389,6 +394,9 @@ mod tests {
         let args = parse(&[]).unwrap();
         assert!(args.validate().is_ok());
         assert_eq!(args.measured_duration(), Some(Duration::from_secs(10)));
+        assert!(args.shard_aware, "shard-aware producers by default");
+        assert!(!parse(&["--shard-aware", "false"]).unwrap().shard_aware);
+        assert!(parse(&["--shard-aware"]).is_err(), "the flag takes a value");
         assert!(parse(&["--producers", "0"]).unwrap().validate().is_err());
         assert!(parse(&["--message-bytes", "4"]).unwrap().validate().is_err());
         assert!(parse(&["--fsync", "never"]).unwrap().validate().is_err());

@@ -232,6 +232,7 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
             pace: Duration::from_micros(args.pace_us),
             stop_after_ns,
             warmup_ns,
+            shard_aware: args.shard_aware,
         };
         let env = env(index);
         let cpu = cpu_of(args, index);

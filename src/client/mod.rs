@@ -16,6 +16,8 @@
 //! - [`idempotence`]: the idempotent producer's sequences and in-flight bound.
 //! - [`reconnect`]: [`Connect`], how a producer opens a new connection after a drop.
 //! - [`producer`]: [`Producer`], built from the above.
+//! - [`shard_aware`]: [`ShardAwareProducer`], one [`Producer`] per broker shard on the shard's
+//!   own port, so that produces skip the broker's cross-core hop.
 //! - [`consumer`]: [`Consumer`] and the decoding of fetched batches into records.
 //! - [`group`]: [`GroupConsumer`], a consumer-group member on top of [`Consumer`].
 
@@ -31,9 +33,12 @@ pub mod producer;
 pub mod reconnect;
 pub mod record_clock;
 pub mod retry;
+pub mod shard_aware;
 
 #[cfg(test)]
 mod fake_broker;
+#[cfg(test)]
+mod shard_aware_tests;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +56,7 @@ pub use partitioner::{partition_for_key, StickyPartitioner};
 pub use producer::{Acks, Delivery, DeliveryFuture, Producer, ProducerConfig};
 pub use reconnect::Connect;
 pub use retry::Backoff;
+pub use shard_aware::{ShardAwareProducer, ShardConnect};
 
 /// Timers, supplied by the runtime (`crate::runtime::GlommioSleeper` on glommio).
 pub trait Sleeper {

@@ -402,7 +402,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         value: Bytes,
         headers: Vec<(String, Bytes)>,
     ) -> ClientResult<DeliveryFuture> {
-        self.queue_and_poll(topic, None, key, value, &headers, None).await
+        self.queue_and_poll(topic, None, key, value, &headers, None, Instant::now()).await
     }
 
     /// Queues one record, sends whatever batches are ready, settles responses already
@@ -411,12 +411,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// fenced producer; later failures come through the returned future.
     pub async fn send_record(&mut self, record: ProducerRecord) -> ClientResult<DeliveryFuture> {
         let ProducerRecord { topic, partition, key, value, headers, timestamp } = record;
-        self.queue_and_poll(&topic, partition, key, value, &headers, timestamp).await
+        self.queue_and_poll(&topic, partition, key, value, &headers, timestamp, Instant::now()).await
     }
 
-    /// [`Producer::send_record`] on borrowed parts. Reads the clock once: the same instant
-    /// serves the linger, the record's timestamp and the ready check.
-    async fn queue_and_poll(
+    /// [`Producer::send_record`] on borrowed parts, with the caller's reading of the clock
+    /// (`now`): one reading serves the linger, the record's timestamp and the ready check.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn queue_and_poll(
         &mut self,
         topic: &str,
         partition: Option<PartitionId>,
@@ -424,6 +425,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         value: Bytes,
         headers: &[(String, Bytes)],
         timestamp: Option<TimestampMs>,
+        now: Instant,
     ) -> ClientResult<DeliveryFuture> {
         if let Some(error) = self.config_error.as_ref().or(self.fatal.as_ref()) {
             return Err(error.clone());
@@ -445,7 +447,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         }
         let (sender, future) = DeliverySender::pair();
         let headers: Vec<(&str, &[u8])> = headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
-        let now = Instant::now();
         let timestamp = timestamp.unwrap_or_else(|| self.record_clock.timestamp_at(now));
         let appended = self.accumulator.append(topic, partition, now, timestamp, key, value, &headers, sender);
         if sticky && appended.batch_closed {
@@ -463,7 +464,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
 
     /// [`Producer::poll`] with the caller's reading of the clock. Settles again after sending
     /// only when something was sent.
-    async fn poll_at(&mut self, now: Instant) -> ClientResult<()> {
+    pub(crate) async fn poll_at(&mut self, now: Instant) -> ClientResult<()> {
         self.settle_arrived()?;
         if self.send_ready(now, false).await? {
             self.settle_arrived()?;
@@ -478,30 +479,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// polling on a timer. Returns after that one wait.
     pub async fn poll_until(&mut self, deadline: Instant) -> ClientResult<()> {
         self.poll().await?;
-        let now = Instant::now();
-        let wake = [Some(deadline), self.accumulator.next_linger_deadline(), self.next_retry_due()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(deadline);
-        if wake > now {
-            let sleep = self.connection.sleeper().sleep(wake - now);
-            if self.in_flight.is_empty() {
-                sleep.await;
-            } else {
-                let arrived = async { Some(self.connection.wait_for_response().await) };
-                let timer = async {
-                    sleep.await;
-                    None
-                };
-                if let Some(Err(error)) = futures_lite::future::or(arrived, timer).await {
-                    if self.connector.is_none() {
-                        return Err(self.fail_everything(error));
-                    }
-                    // The next poll reconnects and requeues what was in flight.
-                }
-            }
-        }
+        self.wait_for_change(deadline).await?;
         self.poll().await
     }
 
@@ -529,6 +507,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether nothing is queued, waiting, in flight or due for retry (cheaper than
+    /// [`Producer::outstanding`], which counts).
+    pub fn is_idle(&self) -> bool {
+        self.accumulator.is_empty() && self.waiting.is_empty() && self.in_flight.is_empty() && self.retries.is_empty()
     }
 
     /// Records queued or in flight, not yet settled.
@@ -982,5 +966,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             }
         }
         error
+    }
+
+    /// The wait of [`Producer::poll_until`], without its polls: returns when a response has
+    /// arrived (parked, not settled), a lingering batch or a retry comes due, or `deadline`
+    /// passes. Sends and settles nothing, so it is **cancellation-safe**: a caller may race it
+    /// against other waits (one per connection of a shard-aware producer) and drop it; then
+    /// [`Producer::poll`] settles what arrived. A broken connection without a connector fails
+    /// everything outstanding and is returned.
+    pub async fn wait_for_change(&mut self, deadline: Instant) -> ClientResult<()> {
+        let now = Instant::now();
+        let wake = [Some(deadline), self.accumulator.next_linger_deadline(), self.next_retry_due()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(deadline);
+        if wake <= now {
+            return Ok(());
+        }
+        let sleep = self.connection.sleeper().sleep(wake - now);
+        if self.in_flight.is_empty() {
+            sleep.await;
+            return Ok(());
+        }
+        let arrived = async { Some(self.connection.wait_for_response().await) };
+        let timer = async {
+            sleep.await;
+            None
+        };
+        if let Some(Err(error)) = futures_lite::future::or(arrived, timer).await {
+            if self.connector.is_none() {
+                return Err(self.fail_everything(error));
+            }
+            // The next poll reconnects and requeues what was in flight.
+        }
+        Ok(())
     }
 }

@@ -44,6 +44,7 @@ fn metadata_response(shard_count: u32, topics: &[(&str, u32)]) -> MetadataRespon
                 segment_bytes: 0,
             })
             .collect(),
+        shard_ports: Vec::new(),
     }
 }
 

@@ -86,11 +86,12 @@ impl ApiKey {
         }
     }
 
-    /// The versions of this API the build can read and write. All v0 for now.
+    /// The versions of this API the build can read and write: v0, and v1 of Metadata (shard
+    /// ports).
     pub const fn supported_versions(self) -> VersionRange {
         match self {
+            ApiKey::Metadata => VersionRange { min: 0, max: 1 },
             ApiKey::ApiVersions
-            | ApiKey::Metadata
             | ApiKey::CreateTopic
             | ApiKey::DeleteTopic
             | ApiKey::Produce

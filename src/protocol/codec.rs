@@ -38,7 +38,7 @@ pub trait Envelope:
 /// A request envelope: which API it belongs to and what it is answered with.
 pub trait Request: Envelope {
     const API_KEY: ApiKey;
-    /// The version this build writes. All v0 for now.
+    /// The version this build writes: v0 unless the API says otherwise.
     const API_VERSION: u16 = 0;
     type Response: Envelope;
 }

@@ -84,7 +84,11 @@ mod tests {
     fn frame_with(parts: &[usize]) -> EncodedFrame {
         let to = ResponseTo { correlation_id: 7, api_key: 3, api_version: 0 };
         let payload = parts.iter().enumerate().map(|(i, &len)| Bytes::from(vec![i as u8; len])).collect();
-        match encode_response(to, &MetadataResponse { shard_count: 1, topics: Vec::new() }, payload) {
+        match encode_response(
+            to,
+            &MetadataResponse { shard_count: 1, topics: Vec::new(), shard_ports: Vec::new() },
+            payload,
+        ) {
             Ok(frame) => frame,
             Err(error) => panic!("encoding a test frame: {error}"),
         }

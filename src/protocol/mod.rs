@@ -63,7 +63,7 @@ pub use apis::list_offsets::{
     ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
     ListOffsetsTopicResponse, OffsetSpec,
 };
-pub use apis::metadata::{MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic};
+pub use apis::metadata::{MetadataPartition, MetadataRequest, MetadataResponse, MetadataResponseV0, MetadataTopic};
 pub use apis::offset_commit::{
     OffsetCommitPartition, OffsetCommitPartitionResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopic,
     OffsetCommitTopicResponse, ADMIN_COMMIT_EPOCH,

@@ -78,6 +78,7 @@ fn sample_responses() -> (
                 retention_bytes: 1 << 30,
                 segment_bytes: 1 << 30,
             }],
+            shard_ports: vec![9300, 9301, 9302, 9303],
         },
         CreateTopicResponse { error_code: ErrorCode::TopicAlreadyExists.as_u16(), error_message: "exists".into() },
         DeleteTopicResponse { error_code: 0, error_message: String::new() },
@@ -159,6 +160,7 @@ fn every_envelope_round_trips() {
     let (versions, metadata, create, delete, produce, list, _) = sample_responses();
     response_round_trip::<ApiVersionsRequest, _>(&versions);
     response_round_trip::<MetadataRequest, _>(&metadata);
+    response_round_trip::<MetadataRequest, _>(&MetadataResponseV0::from(metadata));
     response_round_trip::<CreateTopicRequest, _>(&create);
     response_round_trip::<DeleteTopicRequest, _>(&delete);
     response_round_trip::<ProduceRequest, _>(&produce);

@@ -1,5 +1,6 @@
 //! glommio glue for the client side: the [`Sleeper`] implementation, TCP connect, the
-//! producer's reconnection ([`tcp_connector`]), and a runner that drives one client future on a
+//! producer's reconnection ([`tcp_connector`]), the shard-aware producer's connections
+//! ([`shard_connector`]), and a runner that drives one client future on a
 //! single `LocalExecutor` (what the CLI uses).
 //!
 //! This is the only client-side module that names glommio; `crate::client` is
@@ -15,7 +16,7 @@ use std::time::Duration;
 use glommio::net::TcpStream;
 use glommio::LocalExecutorBuilder;
 
-use crate::client::{ClientError, Connect, Connection, ConnectionConfig, Sleeper};
+use crate::client::{ClientError, Connect, Connection, ConnectionConfig, ShardConnect, Sleeper};
 
 /// Default bound on establishing a TCP connection.
 pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5_000;
@@ -51,6 +52,13 @@ pub async fn open_connection(addr: SocketAddr, config: ConnectionConfig) -> io::
 /// connection to `addr` (within [`CONNECT_TIMEOUT_MS_DEFAULT`]) with `config`.
 pub fn tcp_connector(addr: SocketAddr, config: ConnectionConfig) -> impl Connect<TcpStream> {
     move || async move { open_connection(addr, config).await.map_err(ClientError::from) }
+}
+
+/// A [`ShardConnect`] for [`crate::client::ShardAwareProducer`]: each call opens a new TCP
+/// connection to the address asked for (a shard's port, within [`CONNECT_TIMEOUT_MS_DEFAULT`])
+/// with `config`.
+pub fn shard_connector(config: ConnectionConfig) -> impl ShardConnect<TcpStream> {
+    move |address| async move { open_connection(address, config).await.map_err(ClientError::from) }
 }
 
 /// Runs `make()`'s future to completion on a new single `LocalExecutor` on this thread.
@@ -100,6 +108,7 @@ mod tests {
                             retention_bytes: -1,
                             segment_bytes: 0,
                         }],
+                        shard_ports: vec![9300, 9301, 9302, 9303],
                     };
                     let bytes =
                         encode_response(ResponseTo::from(&frame.header), &response, vec![]).expect("encode").to_vec();

@@ -14,6 +14,12 @@ pub struct ServeArgs {
     /// Address every shard listens on (SO_REUSEPORT spreads connections over the shards).
     #[arg(long, default_value = "127.0.0.1:9292", env = "RINGMQ_LISTEN")]
     pub listen: SocketAddr,
+    /// First shard port: shard i also listens on PORT+i on the --listen IP, served by that shard
+    /// alone, so that a shard-aware client skips the cross-core hop. 0: the kernel picks a free
+    /// port per shard (logged at start, and listed by Metadata); set a base where a firewall
+    /// must know the ports.
+    #[arg(long, default_value_t = 0, env = "RINGMQ_SHARD_PORT_BASE")]
+    pub shard_port_base: u16,
     /// Number of shards, one executor pinned per core [default: every CPU this process may use].
     #[arg(long)]
     pub cores: Option<usize>,

@@ -1,8 +1,9 @@
 //! The broker: thread-per-core shards, listeners, connections and the API handlers.
 //!
 //! [`run`] parses nothing (the CLI did), checks the environment, locks the data directory,
-//! loads the topic table, binds one SO_REUSEPORT socket per shard and starts one pinned glommio
-//! executor per shard ([`shard_main`]). SIGINT or SIGTERM set a flag that every shard watches:
+//! loads the topic table, binds one SO_REUSEPORT socket per shard on the shared port and one
+//! socket per shard on its own port ([`listener`]), and starts one pinned glommio executor per
+//! shard ([`shard_main`]). SIGINT or SIGTERM set a flag that every shard watches:
 //! they stop accepting, finish in-flight requests, flush and fsync their logs, mark them clean
 //! and exit; the process then exits 0.
 
@@ -26,7 +27,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::shard::mesh::MESH_CHANNEL_CAPACITY;
 use crate::shard::state::BrokerSettings;
 use crate::storage::DataDirLock;
-use shard_main::{run_shard, Shared};
+use shard_main::{run_shard, ShardListeners, Shared};
 use topics::TopicTable;
 
 /// Runs the broker until SIGINT/SIGTERM. Returns the process exit code.
@@ -59,10 +60,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let topics = TopicTable::load(&args.data_dir).map_err(|e| e.to_string())?;
     let (listener_fds, bound) = listener::bind_reuseport(args.listen, shard_count)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let shard_ports =
+        listener::bind_shard_ports(bound.ip(), args.shard_port_base, shard_count).map_err(|e| e.to_string())?;
     let settings = Arc::new(BrokerSettings {
         data_dir: args.data_dir.clone(),
         durability: args.fsync,
         shard_count,
+        shard_ports: shard_ports.ports.clone(),
         tail_cache_bytes: args.tail_cache_bytes,
         max_frame_bytes: args.max_frame_bytes,
         max_inflight_requests: args.max_inflight_requests,
@@ -82,6 +86,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         shards = shard_count,
         data_dir = %args.data_dir.display(),
         listen = %bound,
+        shard_ports = ?shard_ports.ports,
         fsync = %args.fsync,
         topics = topics.len(),
         io_memory = %io_mode,
@@ -91,7 +96,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let drained = Arc::new(AtomicUsize::new(0));
     let started = Arc::new(AtomicUsize::new(0));
     let mut executors = Vec::with_capacity(shard_count);
-    for (index, fd) in listener_fds.into_iter().enumerate() {
+    let listeners = listener_fds.into_iter().zip(shard_ports.fds).enumerate();
+    for (index, (shared_fd, own_fd)) in listeners {
+        let fds = ShardListeners { index, shared: shared_fd, own: own_fd };
         let placement = match cpus.get(index % cpus.len().max(1)) {
             Some(&cpu) if shard_count <= cpus.len() => Placement::Fixed(cpu),
             _ => Placement::Unbound,
@@ -109,7 +116,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             builder = builder.spin_before_park(std::time::Duration::from_micros(args.spin_before_park_us));
         }
         let executor = builder
-            .spawn(move || run_shard(fd, shared))
+            .spawn(move || run_shard(fds, shared))
             .map_err(|e| format!("cannot start executor {index}: {e} (is io_uring allowed? see tuning/README.md)"))?;
         executors.push(executor);
     }
@@ -117,7 +124,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     if !shutdown.load(Ordering::SeqCst) {
-        tracing::info!(listen = %bound, shards = shard_count, "ringmq ready");
+        tracing::info!(listen = %bound, shards = shard_count, shard_ports = ?settings.shard_ports, "ringmq ready");
     }
     let mut failures = Vec::new();
     for (index, executor) in executors.into_iter().enumerate() {

@@ -37,10 +37,22 @@ pub struct Shared {
     pub started: Arc<AtomicUsize>,
 }
 
-pub async fn run_shard(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
+/// A shard's two listening sockets, bound on the main thread; the shard takes ownership.
+#[derive(Debug)]
+pub struct ShardListeners {
+    /// The order in which the main thread spawned this shard's executor: the shard port at this
+    /// index of `BrokerSettings::shard_ports` is `own`, so the shard's mesh id must equal it.
+    pub index: usize,
+    /// Its SO_REUSEPORT socket on the shared port.
+    pub shared: RawFd,
+    /// The socket of its own port (shard-aware clients).
+    pub own: RawFd,
+}
+
+pub async fn run_shard(listeners: ShardListeners, shared: Shared) -> Result<(), String> {
     let started = shared.started.clone();
     let shutdown = shared.shutdown.clone();
-    let result = run(listener_fd, shared).await;
+    let result = run(listeners, shared).await;
     if result.is_err() {
         // Unblock the main thread and stop the other shards: a broker missing a shard must not serve.
         started.fetch_add(1, Ordering::SeqCst);
@@ -49,15 +61,23 @@ pub async fn run_shard(listener_fd: RawFd, shared: Shared) -> Result<(), String>
     result
 }
 
-async fn run(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
-    // SAFETY: the main thread bound this listening socket for this shard alone and handed over
-    // its only descriptor; the listener takes ownership and closes it.
-    let listener = unsafe { TcpListener::from_raw_fd(listener_fd) };
+async fn run(listeners: ShardListeners, shared: Shared) -> Result<(), String> {
+    // SAFETY: the main thread bound these two listening sockets for this shard alone and handed
+    // over their only descriptors; each listener takes ownership of one and closes it.
+    let (shared_listener, own_listener) =
+        unsafe { (TcpListener::from_raw_fd(listeners.shared), TcpListener::from_raw_fd(listeners.own)) };
     let (senders, receivers) = shared.mesh.join().await.map_err(|e| format!("cannot join the channel mesh: {e}"))?;
-    // A shard is its place in the mesh: peers are numbered in the order they joined, and that
-    // number decides which partitions the shard owns.
+    // A shard is its place in the mesh, and that number decides which partitions the shard
+    // owns. glommio numbers peers by executor id, which the main thread assigns in spawn order:
+    // the listeners' order. Metadata's shard ports rely on it, so it is checked.
     let router = MeshRouter::new(senders);
     let id = router.shard_id();
+    if id.0 != listeners.index {
+        return Err(format!(
+            "shard spawned as {} got mesh id {}: its own port would be listed for another shard",
+            listeners.index, id.0
+        ));
+    }
     let shard = Shard::new(id, shared.settings.clone(), router.clone());
     crate::storage::direct_io::check_direct_io(&shared.settings.data_dir).await.map_err(|e| {
         format!(
@@ -89,8 +109,15 @@ async fn run(listener_fd: RawFd, shared: Shared) -> Result<(), String> {
     .detach();
 
     let memory = Rc::new(Semaphore::new(shard.settings.shard_memory_bytes as u64));
-    accept_until_shutdown(&shard, &listener, &memory, &shared.shutdown).await;
-    drop(listener);
+    // A connection on the shard's own port is served exactly like one on the shared port; only
+    // the client's choice of partitions differs.
+    futures::future::join(
+        accept_until_shutdown(&shard, &shared_listener, &memory, &shared.shutdown),
+        accept_until_shutdown(&shard, &own_listener, &memory, &shared.shutdown),
+    )
+    .await;
+    drop(shared_listener);
+    drop(own_listener);
     shard.shutting_down.set(true);
     // Long polls answer now with what they have, instead of holding the drain up.
     for (_, cancel) in shard.fetch_cancels.borrow_mut().drain() {

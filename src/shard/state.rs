@@ -27,6 +27,8 @@ pub struct BrokerSettings {
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub shard_count: usize,
+    /// The port of each shard's own listener (index = shard id), for Metadata.
+    pub shard_ports: Vec<u16>,
     pub tail_cache_bytes: usize,
     pub max_frame_bytes: u32,
     pub max_inflight_requests: usize,

@@ -26,11 +26,14 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts `ringmq serve` on `data_dir` with `extra` flags and waits until it is ready.
+    /// Starts `ringmq serve` on `data_dir` with `extra` flags (`--log-level info` unless they
+    /// set one) and waits until it is ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Broker {
+        let log_level: &[&str] = if extra.contains(&"--log-level") { &[] } else { &["--log-level", "info"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "info", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(log_level)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

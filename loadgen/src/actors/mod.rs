@@ -15,6 +15,7 @@
 pub mod consumer;
 pub mod group_consumer;
 pub mod producer;
+pub mod producer_client;
 pub mod rebalance;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

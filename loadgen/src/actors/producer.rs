@@ -1,11 +1,12 @@
-//! The producer actor: one connection, one `ringmq::client::Producer`, sending either as fast
+//! The producer actor: one `ringmq::client::ShardAwareProducer` (a connection per broker shard)
+//! or `Producer` (one connection), see [`ProducerClient`], sending either as fast
 //! as the in-flight bound allows (closed loop) or on a fixed schedule (open loop, see
 //! [`crate::rate`]). Runs on its own executor thread.
 //!
 //! Produce-ack latency is taken from the intended send time (open loop) or the send call
 //! (closed loop) to the moment the actor sees the delivery resolved. The client's producer is
 //! driven (no background task): while an open-loop producer waits for its next send time it
-//! waits in [`Producer::poll_until`], which wakes as soon as an ack arrives. It waits at least
+//! waits in `poll_until`, which wakes as soon as an ack arrives. It waits at least
 //! `--pace-us`, then sends every message that came due, each timed from its intended time.
 
 use std::collections::VecDeque;
@@ -13,11 +14,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ringmq::client::{
-    AccumulatorConfig, Acks, ClientError, ConnectionConfig, DeliveryFuture, Producer, ProducerConfig,
-};
-use ringmq::runtime::open_connection;
+use ringmq::client::{AccumulatorConfig, Acks, ClientError, ConnectionConfig, DeliveryFuture, ProducerConfig};
 
+use super::producer_client::ProducerClient;
 use super::{error_name, is_connection_lost, stamp_value, ActorEnv};
 use crate::args::{AcksArg, KeyMode};
 use crate::rate::Pacer;
@@ -39,6 +38,9 @@ pub struct ProducerSettings {
     /// Run time after the start at which producers stop (warmup + duration); `None`: budget.
     pub stop_after_ns: Option<u64>,
     pub warmup_ns: u64,
+    /// One connection per broker shard on its own port (`ShardAwareProducer`), or one
+    /// connection to the bootstrap address (`Producer`).
+    pub shard_aware: bool,
 }
 
 /// `--batch-bytes` that makes batches of exactly ten 1 KiB records (checked by a test).
@@ -158,20 +160,19 @@ impl State {
 pub async fn run(env: ActorEnv, settings: ProducerSettings) {
     let run = env.run.clone();
     let connection_config = ConnectionConfig { max_in_flight: settings.in_flight + 1, ..ConnectionConfig::default() };
-    let connection = match open_connection(env.addr, connection_config).await {
-        Ok(connection) => connection,
-        Err(error) => {
-            run.fail(format!("producer {} cannot connect to the broker at {}: {error}", env.index, env.addr));
-            return;
-        }
-    };
     let config = ProducerConfig {
         acks: client_acks(settings.acks),
         batching: AccumulatorConfig { batch_bytes: settings.batch_bytes, linger: settings.linger },
         requests_in_flight_max: settings.in_flight,
         ..ProducerConfig::default()
     };
-    let mut producer = Producer::new(connection, config);
+    let mut producer = match ProducerClient::connect(env.addr, connection_config, config, settings.shard_aware).await {
+        Ok(producer) => producer,
+        Err(error) => {
+            run.fail(format!("producer {} cannot connect to the broker at {}: {error}", env.index, env.addr));
+            return;
+        }
+    };
     if let Err(error) = producer.partition_count(&env.topic).await {
         run.fail(format!("producer {}: {error}", env.index));
         return;

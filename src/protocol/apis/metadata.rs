@@ -1,4 +1,8 @@
-//! Metadata (key 1): topics, their partitions, which shard owns each, and topic settings.
+//! Metadata (key 1): topics, their partitions, which shard owns each, each shard's own port,
+//! and topic settings.
+//!
+//! Versions: v1 (this build writes it) adds [`MetadataResponse::shard_ports`]; the broker still
+//! answers v0 requests with [`MetadataResponseV0`], the same response without it.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -17,6 +21,25 @@ pub struct MetadataResponse {
     /// Number of shards (cores) of the broker: `MetadataPartition::shard` is below it.
     pub shard_count: u32,
     pub topics: Vec<MetadataTopic>,
+    /// The port each shard listens on alone, at index = shard id, on the host the client
+    /// connected to (v1). A connection there is served by that shard: requests for its own
+    /// partitions skip the cross-core hop (any request works). Empty: the broker has no shard
+    /// ports; use the bootstrap address for everything.
+    pub shard_ports: Vec<u16>,
+}
+
+/// The v0 response: [`MetadataResponse`] without `shard_ports`.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug), compare(PartialEq))]
+pub struct MetadataResponseV0 {
+    pub shard_count: u32,
+    pub topics: Vec<MetadataTopic>,
+}
+
+impl From<MetadataResponse> for MetadataResponseV0 {
+    fn from(response: MetadataResponse) -> MetadataResponseV0 {
+        MetadataResponseV0 { shard_count: response.shard_count, topics: response.topics }
+    }
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -46,7 +69,8 @@ pub struct MetadataPartition {
 
 impl Request for MetadataRequest {
     const API_KEY: ApiKey = ApiKey::Metadata;
+    const API_VERSION: u16 = 1;
     type Response = MetadataResponse;
 }
 
-crate::protocol::codec::envelopes!(MetadataRequest, MetadataResponse);
+crate::protocol::codec::envelopes!(MetadataRequest, MetadataResponse, MetadataResponseV0);

@@ -1,6 +1,7 @@
 //! Metadata: every requested topic (all when none is named) with its partitions, the shard that
 //! owns each, and each partition's log start offset and high watermark from its owner. The
-//! internal offsets topic appears only when asked for by name.
+//! internal offsets topic appears only when asked for by name. v1 also lists each shard's own
+//! port; a v0 request gets the v0 response, without them.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -9,7 +10,7 @@ use futures::future::join_all;
 
 use crate::protocol::{
     decode_envelope, encode_response, EncodedFrame, ErrorCode, MetadataPartition, MetadataRequest, MetadataResponse,
-    MetadataTopic, OwnedFrame, ProtocolError, ResponseTo,
+    MetadataResponseV0, MetadataTopic, OwnedFrame, ProtocolError, ResponseTo,
 };
 use crate::server::routing::{group_by_owner, run_on};
 use crate::shard::ops::{ShardOp, ShardReply, TopicPartition};
@@ -76,6 +77,13 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &OwnedFrame) -> Re
             },
         })
         .collect();
-    let response = MetadataResponse { shard_count: shard.settings.shard_count as u32, topics };
+    let response = MetadataResponse {
+        shard_count: shard.settings.shard_count as u32,
+        topics,
+        shard_ports: shard.settings.shard_ports.clone(),
+    };
+    if to.api_version == 0 {
+        return encode_response(to, &MetadataResponseV0::from(response), Vec::new());
+    }
     encode_response(to, &response, Vec::new())
 }
