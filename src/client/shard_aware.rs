@@ -15,7 +15,9 @@
 //! connection opens on first use (or all at once with [`ShardAwareProducer::prepare`]), to the
 //! bootstrap host at that shard's port, through a [`ShardConnect`] (on glommio:
 //! [`crate::runtime::shard_connector`]). A broker that lists no shard ports gets everything on
-//! the bootstrap connection, through a single inner producer. With
+//! the bootstrap connection, through a single inner producer. A shard port that cannot be
+//! reached (a firewall that lets only the main port through) is replaced by a connection to
+//! the bootstrap address, which serves every partition with the hop. With
 //! [`ShardAwareProducer::with_reconnect`], a shard connection that broke is opened again at the
 //! same port, or at the bootstrap address when that port no longer answers (a restarted broker
 //! with `--shard-port-base 0` has new ports).
@@ -338,7 +340,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         let slot = self.producers.get(index);
         if let (Some(port), Some(None)) = (port, slot) {
             let address = SocketAddr::new(self.bootstrap_address.ip(), port);
-            let connection = self.connector.connect(address).await?;
+            let connection = match self.connector.connect(address).await {
+                Ok(connection) => connection,
+                // A firewall that lets only the main port through: every partition is still
+                // served there, one cross-core hop slower.
+                Err(error) => {
+                    let bootstrap = self.bootstrap_address;
+                    tracing::warn!(shard = index, %address, %error, %bootstrap, "shard port unreachable; sending through the bootstrap address");
+                    self.connector.connect(bootstrap).await?
+                }
+            };
             tracing::debug!(shard = index, %address, "shard connection opened");
             self.producers[index] = Some(self.inner_producer(connection, address));
         }

@@ -423,10 +423,6 @@ fn no_shard_ports_means_everything_on_the_bootstrap_connection() {
 #[test]
 fn a_shard_port_that_stops_answering_falls_back_to_the_bootstrap_address() {
     let seen = Rc::new(RefCell::new(Seen::default()));
-    let open = |handler: Handler| {
-        let stream = GatedStream { inner: FakeStream::new(7, handler), gate: Gate::opened() };
-        Connection::new(stream, ConnectionConfig::default(), Rc::new(InstantSleeper))
-    };
     let bootstrap = open(broker(BOOTSTRAP_PORT, Rc::clone(&seen), &SHARD_PORTS));
     let connector = {
         let seen = Rc::clone(&seen);
@@ -470,4 +466,42 @@ fn a_shard_port_that_stops_answering_falls_back_to_the_bootstrap_address() {
     let seen = seen.borrow();
     assert_eq!(seen.connected, [SHARD_PORTS[1], SHARD_PORTS[1], BOOTSTRAP_PORT], "shard port, refused, bootstrap");
     assert_eq!(seen.produced, [(BOOTSTRAP_PORT, 1, 1)], "sent again on the bootstrap connection");
+}
+
+/// A connection to the fake broker whose responses are never held back.
+fn open(handler: Handler) -> Connection<GatedStream> {
+    let stream = GatedStream { inner: FakeStream::new(7, handler), gate: Gate::opened() };
+    Connection::new(stream, ConnectionConfig::default(), Rc::new(InstantSleeper))
+}
+
+/// Guards the firewall case: a shard port that refuses the first connection is replaced by a
+/// connection to the bootstrap address, and the record is delivered through it.
+#[test]
+fn an_unreachable_shard_port_is_replaced_by_the_bootstrap_address() {
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let bootstrap = open(broker(BOOTSTRAP_PORT, Rc::clone(&seen), &SHARD_PORTS));
+    let connector = {
+        let seen = Rc::clone(&seen);
+        move |address: SocketAddr| {
+            let port = address.port();
+            seen.borrow_mut().connected.push(port);
+            let result = if port == SHARD_PORTS[1] {
+                Err(super::ClientError::from(io::Error::from(io::ErrorKind::ConnectionRefused)))
+            } else {
+                Ok(open(broker(port, Rc::clone(&seen), &SHARD_PORTS)))
+            };
+            async move { result }
+        }
+    };
+    let address = SocketAddr::from(([127, 0, 0, 1], BOOTSTRAP_PORT));
+    let mut producer = ShardAwareProducer::new(bootstrap, address, config(1 << 20, Duration::ZERO), connector);
+    let delivered = block_on(async {
+        let delivery = producer.send_record(record(Some(1), None, "through the main port")).await.unwrap();
+        producer.flush().await.unwrap();
+        delivery.await
+    });
+    assert_eq!(delivered.unwrap().partition, PartitionId(1));
+    let seen = seen.borrow();
+    assert_eq!(seen.connected, [SHARD_PORTS[1], BOOTSTRAP_PORT], "shard port refused, then the bootstrap address");
+    assert_eq!(seen.produced, [(BOOTSTRAP_PORT, 1, 1)]);
 }
