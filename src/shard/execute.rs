@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::future::{join_all, select, Either};
 use futures::FutureExt;
 
@@ -28,9 +27,8 @@ pub async fn execute(shard: Rc<Shard>, op: ShardOp) -> ShardReply {
         };
     }
     match op {
-        ShardOp::Produce { partitions, .. } => {
-            let appends = partitions.into_iter().map(|(tp, batches)| produce_partition(&shard, tp, batches));
-            ShardReply::Produce(join_all(appends).await)
+        ShardOp::Produce { topics, batches, .. } => {
+            ShardReply::Produce(super::produce::produce(&shard, topics, batches).await)
         }
         ShardOp::Fetch { fetch_id, max_wait_ms, min_bytes, partitions } => {
             ShardReply::Fetch(fetch(&shard, fetch_id, max_wait_ms, min_bytes, partitions).await)
@@ -114,45 +112,6 @@ fn bounded<T>(
         log_start_offset: handle.log.log_start_offset().0,
         high_watermark: handle.high_watermark().0,
     }
-}
-
-/// Appends one partition's batches in order; the result is the first batch's base offset.
-async fn produce_partition(shard: &Shard, tp: TopicPartition, batches: Vec<BytesMut>) -> PartitionResult<u64> {
-    let Some(handle) = shard.partition(&tp) else {
-        return with_partition(shard, tp, |_| Ok(0));
-    };
-    // The ticket is taken before the first `.await`: requests keep their arrival order.
-    let turn = handle.append_turns.ticket().turn().await;
-    let mut first_base = None;
-    let mut durable_needed = None;
-    let mut failure = None;
-    for batch in batches {
-        match super::append::append_batch(&handle, batch).await {
-            Ok((base_offset, next_offset)) => {
-                first_base.get_or_insert(base_offset.0);
-                durable_needed = durable_needed.max(Some(next_offset));
-            }
-            Err(error) => {
-                failure = Some(error);
-                break;
-            }
-        }
-    }
-    drop(turn);
-    if let (None, Some(next_offset)) = (&failure, durable_needed) {
-        if let Err(error) = handle.log.await_durability(next_offset).await {
-            failure = Some(storage_error(&error));
-        }
-    }
-    // After the durability wait: with `--fsync always` the high watermark is the synced offset,
-    // so a waiting fetch woken earlier would find nothing new and sleep on.
-    handle.appended.notify_all();
-    let outcome = match (failure, first_base) {
-        (Some(error), _) => Err(error),
-        (None, Some(base)) => Ok(base),
-        (None, None) => Err((ErrorCode::InvalidRequest, "no batches for the partition".into())),
-    };
-    bounded(tp, &handle, outcome)
 }
 
 /// Reads every partition; waits (up to `max_wait_ms`, woken by appends, cancellable) until at

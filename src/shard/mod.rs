@@ -16,6 +16,7 @@ pub mod notify;
 pub mod offsets_snapshot;
 pub mod ops;
 pub mod placement;
+pub mod produce;
 pub mod producer_ids;
 pub mod state;
 pub mod turns;

@@ -25,9 +25,12 @@ pub struct TopicPartition {
 pub enum ShardOp {
     /// Append validated batches, in order, per partition. Each batch is a uniquely owned slice
     /// of the request's payload: the owner stamps offsets into it in place, without a copy.
+    /// `batches` holds every partition's batches back to back, in the order of `topics` and
+    /// their partitions (each takes `batch_count` of them).
     Produce {
         acks: i16,
-        partitions: Vec<(TopicPartition, Vec<BytesMut>)>,
+        topics: Vec<ProduceTopicOp>,
+        batches: Vec<BytesMut>,
     },
     /// Read from each partition; with `max_wait_ms > 0`, wait until `min_bytes` are there or
     /// the time is up or the fetch is cancelled.
@@ -93,6 +96,30 @@ pub enum GroupReply {
     ListGroups(ListGroupsResponse),
 }
 
+/// The partitions of one topic in a [`ShardOp::Produce`]. The name is shared by every owner
+/// the request's partitions of the topic go to (one allocation per topic and request).
+#[derive(Debug)]
+pub struct ProduceTopicOp {
+    pub topic: Arc<str>,
+    pub partitions: Vec<ProducePartitionOp>,
+}
+
+/// One partition of a [`ProduceTopicOp`]; `request_index` is its position in the produce
+/// request (counting partitions over all topics), which names it in the answer.
+#[derive(Clone, Copy, Debug)]
+pub struct ProducePartitionOp {
+    pub request_index: u32,
+    pub partition: u32,
+    pub batch_count: u32,
+}
+
+/// The outcome of a [`ProducePartitionOp`]: the base offset of its first batch.
+#[derive(Debug)]
+pub struct ProducedPartition {
+    pub request_index: u32,
+    pub outcome: Result<u64, (ErrorCode, String)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct FetchPartitionOp {
     pub topic_partition: TopicPartition,
@@ -109,7 +136,7 @@ pub enum OffsetQuery {
 
 #[derive(Debug)]
 pub enum ShardReply {
-    Produce(Vec<PartitionResult<u64>>),
+    Produce(Vec<ProducedPartition>),
     Fetch(Vec<PartitionResult<FetchedBatches>>),
     ListOffsets(Vec<PartitionResult<(u64, i64)>>),
     PartitionInfo(Vec<PartitionResult<()>>),

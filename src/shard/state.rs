@@ -78,6 +78,11 @@ impl PartitionHandle {
         }
     }
 
+    /// Whether an append's answer waits for an fdatasync (`--fsync always`).
+    pub fn waits_for_sync(&self) -> bool {
+        self.durability == Durability::Always
+    }
+
     /// The offset up to which consumers may read. With `--fsync always` it is the durable
     /// offset, so a consumer never sees a record that a crash could take back; with `interval`
     /// and `never`, which trade that safety away, it is the log end.
@@ -89,12 +94,54 @@ impl PartitionHandle {
     }
 }
 
+/// One topic's open partitions on a shard, indexed by partition number. Partition numbers are
+/// below the topic's partition count (at most `PARTITIONS_MAX`), so the table stays small.
+#[derive(Default)]
+struct TopicHandles {
+    by_partition: Vec<Option<Rc<PartitionHandle>>>,
+    open: usize,
+}
+
+impl TopicHandles {
+    fn get(&self, partition: u32) -> Option<Rc<PartitionHandle>> {
+        self.by_partition.get(partition as usize)?.clone()
+    }
+
+    fn insert(&mut self, partition: u32, handle: Rc<PartitionHandle>) {
+        let index = partition as usize;
+        if index >= self.by_partition.len() {
+            self.by_partition.resize(index + 1, None);
+        }
+        if self.by_partition[index].replace(handle).is_none() {
+            self.open += 1;
+        }
+    }
+
+    fn remove(&mut self, partition: u32) -> Option<Rc<PartitionHandle>> {
+        let removed = self.by_partition.get_mut(partition as usize)?.take();
+        if removed.is_some() {
+            self.open -= 1;
+        }
+        removed
+    }
+
+    fn is_empty(&self) -> bool {
+        self.open == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, &Rc<PartitionHandle>)> {
+        self.by_partition.iter().enumerate().filter_map(|(index, handle)| Some((index as u32, handle.as_ref()?)))
+    }
+}
+
 pub struct Shard {
     pub id: ShardId,
     pub settings: Arc<BrokerSettings>,
     pub router: Rc<MeshRouter>,
     topics: RefCell<Arc<TopicTable>>,
-    partitions: RefCell<HashMap<TopicPartition, Rc<PartitionHandle>>>,
+    /// The open partitions by topic, each topic's indexed by partition number (`None`: not
+    /// open here): one hash of the topic name per lookup, none of the number.
+    partitions: RefCell<HashMap<String, TopicHandles>>,
     pub cache_budget: Rc<TailCacheBudget>,
     /// Waiting fetches that another shard may cancel, by fetch id.
     pub fetch_cancels: RefCell<HashMap<u64, oneshot::Sender<()>>>,
@@ -159,20 +206,47 @@ impl Shard {
     }
 
     pub fn partition(&self, topic_partition: &TopicPartition) -> Option<Rc<PartitionHandle>> {
-        self.partitions.borrow().get(topic_partition).cloned()
+        self.partitions.borrow().get(&topic_partition.topic)?.get(topic_partition.partition)
+    }
+
+    /// Appends to `into` the handles of `partitions` of `topic`, in order (`None`: not open
+    /// here): one lookup of the topic for all of them.
+    pub fn extend_with_partitions(
+        &self,
+        topic: &str,
+        partitions: impl Iterator<Item = u32>,
+        into: &mut Vec<Option<Rc<PartitionHandle>>>,
+    ) {
+        let open = self.partitions.borrow();
+        let handles = open.get(topic);
+        into.extend(partitions.map(|partition| handles.and_then(|handles| handles.get(partition))));
     }
 
     pub fn insert_partition(&self, topic_partition: TopicPartition, handle: Rc<PartitionHandle>) {
-        self.partitions.borrow_mut().insert(topic_partition, handle);
+        let TopicPartition { topic, partition } = topic_partition;
+        self.partitions.borrow_mut().entry(topic).or_default().insert(partition, handle);
     }
 
     pub fn remove_partition(&self, topic_partition: &TopicPartition) -> Option<Rc<PartitionHandle>> {
-        self.partitions.borrow_mut().remove(topic_partition)
+        let mut open = self.partitions.borrow_mut();
+        let handles = open.get_mut(&topic_partition.topic)?;
+        let removed = handles.remove(topic_partition.partition);
+        if handles.is_empty() {
+            open.remove(&topic_partition.topic);
+        }
+        removed
     }
 
     /// Every partition this shard has open.
     pub fn open_partitions(&self) -> Vec<(TopicPartition, Rc<PartitionHandle>)> {
-        self.partitions.borrow().iter().map(|(tp, handle)| (tp.clone(), handle.clone())).collect()
+        let open = self.partitions.borrow();
+        let mut all = Vec::new();
+        for (topic, handles) in open.iter() {
+            for (partition, handle) in handles.iter() {
+                all.push((TopicPartition { topic: topic.clone(), partition }, handle.clone()));
+            }
+        }
+        all
     }
 
     /// Monotonic milliseconds since this shard started: the group coordinator's clock (it

@@ -12,7 +12,7 @@ use ringmq::testing::batch_tag;
 use crate::broker_support::{batch, Broker};
 
 /// Reads every batch of a partition from offset 0; returns the tags in order.
-fn read_tags(client: &mut crate::broker_support::RawClient, topic: &str, partition: u32) -> Vec<u64> {
+pub(crate) fn read_tags(client: &mut crate::broker_support::RawClient, topic: &str, partition: u32) -> Vec<u64> {
     let mut tags = Vec::new();
     let mut offset = 0;
     for _ in 0..10_000 {

@@ -12,6 +12,7 @@ mod group_scenarios;
 mod groups;
 mod idempotence;
 mod offsets_compaction;
+mod produce_request;
 mod shard_ports;
 mod startup;
 mod storage_corruption;

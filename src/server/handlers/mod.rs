@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
+pub mod produce_answers;
 
 use std::rc::Rc;
 

@@ -2,22 +2,24 @@
 //! partition's batches to its owner, answer each partition with the base offset of its first
 //! batch once the promised durability is reached (acks=0: at once).
 
-use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::future::join_all;
 
+use super::produce_answers::{settle_duplicates, Answer, DuplicateCheck};
+use crate::model::PartitionId;
+use crate::protocol::apis::produce::ArchivedProduceRequest;
 use crate::protocol::{
     decode_envelope, encode_response, EncodedFrame, ErrorCode, OwnedFrame, ProducePartitionResponse, ProduceRequest,
     ProduceResponse, ProduceTopicResponse, ProtocolError, ResponseTo, OFFSET_UNKNOWN,
 };
-use crate::server::routing::{group_by_owner, run_on};
-use crate::shard::ops::{PartitionResult, ShardOp, ShardReply, TopicPartition};
+use crate::server::routing::run_on;
+use crate::shard::ops::{ProducePartitionOp, ProduceTopicOp, ShardOp, ShardReply};
+use crate::shard::placement::{owner_shard, ShardId};
 use crate::shard::state::Shard;
 use crate::storage::batch::{peek_batch_length, validate};
-
-type Outcome = Result<u64, (ErrorCode, String)>;
 
 pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: OwnedFrame) -> Result<EncodedFrame, ProtocolError> {
     let OwnedFrame { envelope, payload, .. } = frame;
@@ -26,46 +28,68 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: OwnedFrame) -> Res
         return crate::protocol::encode_error_response(to, code, "acks must be 0, 1 or -1 (all)");
     }
     let acks = request.acks.to_native();
-    let topics = shard.topics();
-    let mut order: Vec<TopicPartition> = Vec::new();
-    let mut ranges = Vec::new();
-    for topic in request.topics.iter() {
-        for partition in topic.partitions.iter() {
-            let tp = TopicPartition { topic: topic.name.to_string(), partition: partition.partition.to_native() };
-            order.push(tp.clone());
-            ranges.push((tp, partition.payload_offset.to_native(), partition.payload_length.to_native()));
-        }
-    }
-    // Per partition, in request order: an early error, or the batches to append.
-    let mut outcomes: HashMap<TopicPartition, Outcome> = HashMap::new();
-    let mut work = Vec::new();
+    let ranges: Vec<(u32, u32)> = request
+        .topics
+        .iter()
+        .flat_map(|topic| topic.partitions.iter())
+        .map(|partition| (partition.payload_offset.to_native(), partition.payload_length.to_native()))
+        .collect();
     let payload_bytes = payload.len();
-    for (tp, slice) in split_payload(payload, ranges) {
-        let known = topics.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
-        let batches = if tp.topic == crate::group::offsets::OFFSETS_TOPIC {
-            // Only the coordinators write there; a client's record would be replayed as a commit.
-            Err((ErrorCode::InvalidRequest, format!("{} is internal: clients cannot produce to it", tp.topic)))
-        } else if known {
-            slice.and_then(|slice| split_and_validate(slice, payload_bytes))
-        } else {
-            Err((
-                ErrorCode::UnknownTopicOrPartition,
-                format!("unknown topic or partition {}/{}", tp.topic, tp.partition),
-            ))
-        };
-        match batches {
-            Ok(batches) => work.push((shard.owner_of(&tp), (tp, batches))),
-            Err(error) => {
-                outcomes.insert(tp, Err(error));
+    let slices = split_payload(payload, &ranges);
+    // Per partition, by its position in the request: an early refusal, or sent to its owner.
+    let mut answers: Vec<Answer> = Vec::with_capacity(ranges.len());
+    let mut owners: Vec<OwnerWork> = (0..shard.settings.shard_count.max(1)).map(|_| OwnerWork::default()).collect();
+    let mut duplicates = DuplicateCheck::default();
+    let table = shard.topics();
+    let mut slices = slices.into_iter();
+    for topic in request.topics.iter() {
+        let name = topic.name.as_str();
+        let partition_count = table.get(name).map_or(0, |config| config.partitions);
+        let mut marks = duplicates.topic(name, partition_count);
+        let mut shared_name: Option<Arc<str>> = None;
+        for (partition, slice) in topic.partitions.iter().zip(slices.by_ref()) {
+            let partition = partition.partition.to_native();
+            let request_index = answers.len() as u32;
+            marks.mark(partition);
+            if name == crate::group::offsets::OFFSETS_TOPIC {
+                // Only the coordinators write there; a client's record would be replayed as a commit.
+                let message = format!("{name} is internal: clients cannot produce to it");
+                answers.push(Answer::Early((ErrorCode::InvalidRequest, message)));
+                continue;
+            }
+            if partition >= partition_count {
+                let message = format!("unknown topic or partition {name}/{partition}");
+                answers.push(Answer::Early((ErrorCode::UnknownTopicOrPartition, message)));
+                continue;
+            }
+            let owner = owner_shard(name, PartitionId(partition), shard.settings.shard_count);
+            let Some(work) = owners.get_mut(owner.0) else {
+                answers.push(Answer::Early((ErrorCode::Unknown, format!("no shard {owner}"))));
+                continue;
+            };
+            let batches_before = work.batches.len();
+            match slice.and_then(|slice| split_and_validate(slice, payload_bytes, &mut work.batches)) {
+                Ok(batch_count) => {
+                    let topic_name = shared_name.get_or_insert_with(|| Arc::from(name));
+                    work.push(topic_name, ProducePartitionOp { request_index, partition, batch_count });
+                    answers.push(Answer::Pending);
+                }
+                Err(refusal) => {
+                    work.batches.truncate(batches_before);
+                    answers.push(Answer::Early(refusal));
+                }
             }
         }
     }
-    let calls = group_by_owner(work)
+    let calls = owners
         .into_iter()
-        .map(|(owner, partitions)| {
+        .enumerate()
+        .filter(|(_, work)| !work.topics.is_empty())
+        .map(|(owner, OwnerWork { topics, batches })| {
             let shard = shard.clone();
-            let asked: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
-            async move { (asked, run_on(&shard, owner, ShardOp::Produce { acks, partitions }).await) }
+            let asked: Vec<u32> =
+                topics.iter().flat_map(|topic| topic.partitions.iter().map(|p| p.request_index)).collect();
+            async move { (asked, run_on(&shard, ShardId(owner), ShardOp::Produce { acks, topics, batches }).await) }
         })
         .collect::<Vec<_>>();
     if acks == 0 {
@@ -79,30 +103,53 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: OwnedFrame) -> Res
             }
         })
         .detach();
-        for tp in &order {
-            outcomes.entry(tp.clone()).or_insert(Ok(OFFSET_UNKNOWN));
-        }
     } else {
         for (asked, reply) in join_all(calls).await {
-            collect(asked, reply, &mut outcomes);
+            collect(&asked, reply, &mut answers);
         }
     }
-    encode_response(to, &response(&order, &outcomes), Vec::new())
+    if duplicates.found {
+        settle_duplicates(&mut answers, partition_keys(request));
+    }
+    encode_response(to, &response(request, answers, acks), Vec::new())
+}
+
+/// What one owner is asked: the partitions by topic, their batches back to back.
+#[derive(Default)]
+struct OwnerWork {
+    topics: Vec<ProduceTopicOp>,
+    batches: Vec<BytesMut>,
+}
+
+impl OwnerWork {
+    /// Adds a partition of `topic` (the request's one name for it: partitions of a topic that
+    /// follow one another in the request share an entry).
+    fn push(&mut self, topic: &Arc<str>, partition: ProducePartitionOp) {
+        match self.topics.last_mut() {
+            Some(last) if Arc::ptr_eq(&last.topic, topic) => last.partitions.push(partition),
+            _ => self.topics.push(ProduceTopicOp { topic: topic.clone(), partitions: vec![partition] }),
+        }
+    }
+}
+
+/// Topic and partition of each position of the request.
+fn partition_keys<'a>(request: &'a ArchivedProduceRequest) -> impl Iterator<Item = (&'a str, u32)> + 'a {
+    request.topics.iter().flat_map(|topic| {
+        topic.partitions.iter().map(move |partition| (topic.name.as_str(), partition.partition.to_native()))
+    })
 }
 
 type Slice = Result<BytesMut, (ErrorCode, String)>;
 
-/// Cuts the payload into each partition's range without copying: the ranges are taken in
-/// payload order, and a range that overlaps another or leaves the payload is refused.
-fn split_payload(mut payload: BytesMut, ranges: Vec<(TopicPartition, u32, u32)>) -> Vec<(TopicPartition, Slice)> {
+/// Cuts the payload into each partition's range (`ranges`: offset and length, by position in
+/// the request) without copying: the ranges are taken in payload order, and a range that
+/// overlaps another or leaves the payload is refused. The slices are in request order.
+fn split_payload(mut payload: BytesMut, ranges: &[(u32, u32)]) -> Vec<Slice> {
     let payload_length = payload.len() as u64;
-    let mut by_offset: Vec<_> = ranges.into_iter().enumerate().collect();
-    by_offset.sort_by_key(|(_, (_, offset, _))| *offset);
     let mut consumed: u64 = 0;
-    let mut out: Vec<(usize, TopicPartition, Slice)> = Vec::with_capacity(by_offset.len());
-    for (index, (tp, offset, length)) in by_offset {
+    let mut cut = |(offset, length): (u32, u32)| {
         let (offset, length) = (u64::from(offset), u64::from(length));
-        let slice = if offset < consumed {
+        if offset < consumed {
             Err((ErrorCode::InvalidRequest, format!("payload range at {offset} overlaps another partition's")))
         } else if offset + length > payload_length {
             Err((
@@ -113,11 +160,19 @@ fn split_payload(mut payload: BytesMut, ranges: Vec<(TopicPartition, u32, u32)>)
             let _gap = payload.split_to((offset - consumed) as usize);
             consumed = offset + length;
             Ok(payload.split_to(length as usize))
-        };
-        out.push((index, tp, slice));
+        }
+    };
+    if ranges.windows(2).all(|pair| pair[0].0 <= pair[1].0) {
+        // The usual request: partitions in payload order.
+        return ranges.iter().map(|range| cut(*range)).collect();
     }
-    out.sort_by_key(|(index, _, _)| *index);
-    out.into_iter().map(|(_, tp, slice)| (tp, slice)).collect()
+    let mut by_offset: Vec<usize> = (0..ranges.len()).collect();
+    by_offset.sort_by_key(|index| ranges[*index].0);
+    let mut slices: Vec<Option<Slice>> = (0..ranges.len()).map(|_| None).collect();
+    for index in by_offset {
+        slices[index] = Some(cut(ranges[index]));
+    }
+    slices.into_iter().flatten().collect()
 }
 
 /// Batches under this size are copied out of the request before they are kept (see
@@ -138,13 +193,16 @@ fn detach_if_small(batch: BytesMut, request_payload_bytes: usize) -> BytesMut {
     }
 }
 
-/// Splits a partition's payload into batches and validates each one completely; small batches
-/// are detached from the request's buffer (`request_payload_bytes`: its whole payload).
+/// Splits a partition's payload into batches, validates each one completely and appends them to
+/// `batches`; the number of batches. Small batches are detached from the request's buffer
+/// (`request_payload_bytes`: its whole payload). On an error some batches may have been
+/// appended already: the caller takes them back.
 fn split_and_validate(
     mut payload: BytesMut,
     request_payload_bytes: usize,
-) -> Result<Vec<BytesMut>, (ErrorCode, String)> {
-    let mut batches = Vec::new();
+    batches: &mut Vec<BytesMut>,
+) -> Result<u32, (ErrorCode, String)> {
+    let mut batch_count: u32 = 0;
     while !payload.is_empty() {
         let length = peek_batch_length(&payload).map(|l| l as usize).unwrap_or(0);
         if length == 0 || length > payload.len() {
@@ -156,51 +214,65 @@ fn split_and_validate(
         let batch = payload.split_to(length);
         validate(&batch).map_err(|e| (ErrorCode::CorruptMessage, format!("invalid record batch: {e}")))?;
         batches.push(detach_if_small(batch, request_payload_bytes));
+        batch_count += 1;
     }
-    if batches.is_empty() {
+    if batch_count == 0 {
         return Err((ErrorCode::InvalidRequest, "no record batch for the partition".into()));
     }
-    Ok(batches)
+    Ok(batch_count)
 }
 
-fn collect(asked: Vec<TopicPartition>, reply: ShardReply, outcomes: &mut HashMap<TopicPartition, Outcome>) {
+/// Records an owner's reply for the positions it was `asked` about.
+fn collect(asked: &[u32], reply: ShardReply, answers: &mut [Answer]) {
     match reply {
         ShardReply::Produce(results) => {
-            for PartitionResult { topic_partition, outcome, .. } in results {
-                outcomes.insert(topic_partition, outcome);
+            for result in results {
+                if let Some(answer) = answers.get_mut(result.request_index as usize) {
+                    *answer = Answer::Owner(result.outcome);
+                }
             }
         }
         ShardReply::Failed { error_code, message } => {
-            for tp in asked {
-                outcomes.insert(tp, Err((error_code, message.clone())));
+            for &index in asked {
+                if let Some(answer) = answers.get_mut(index as usize) {
+                    *answer = Answer::Owner(Err((error_code, message.clone())));
+                }
             }
         }
         other => {
-            for tp in asked {
-                outcomes.insert(tp, Err((ErrorCode::Unknown, format!("unexpected reply {other:?}"))));
+            let message = format!("unexpected reply {other:?}");
+            for &index in asked {
+                if let Some(answer) = answers.get_mut(index as usize) {
+                    *answer = Answer::Owner(Err((ErrorCode::Unknown, message.clone())));
+                }
             }
         }
     }
 }
 
-fn response(order: &[TopicPartition], outcomes: &HashMap<TopicPartition, Outcome>) -> ProduceResponse {
+/// The response, in request order; consecutive entries of one topic share a topic entry.
+fn response(request: &ArchivedProduceRequest, answers: Vec<Answer>, acks: i16) -> ProduceResponse {
     let mut topics: Vec<ProduceTopicResponse> = Vec::new();
-    for tp in order {
-        let (error_code, base_offset, error_message) = match outcomes.get(tp) {
-            Some(Ok(base)) => (ErrorCode::None, *base, String::new()),
-            Some(Err((code, message))) => (*code, OFFSET_UNKNOWN, message.clone()),
-            None => (ErrorCode::BrokerShuttingDown, OFFSET_UNKNOWN, "the owning shard did not answer".into()),
-        };
-        let partition = ProducePartitionResponse {
-            partition: tp.partition,
-            error_code: error_code.as_u16(),
-            base_offset,
-            log_start_offset: OFFSET_UNKNOWN,
-            error_message,
-        };
+    let mut answers = answers.into_iter();
+    for topic in request.topics.iter() {
+        let name = topic.name.as_str();
+        let mut partitions = topic.partitions.iter().zip(answers.by_ref()).map(|(partition, answer)| {
+            let (error_code, base_offset, error_message) = answer.into_wire(acks);
+            ProducePartitionResponse {
+                partition: partition.partition.to_native(),
+                error_code: error_code.as_u16(),
+                base_offset,
+                log_start_offset: OFFSET_UNKNOWN,
+                error_message,
+            }
+        });
+        let Some(first) = partitions.next() else { continue };
         match topics.last_mut() {
-            Some(last) if last.name == tp.topic => last.partitions.push(partition),
-            _ => topics.push(ProduceTopicResponse { name: tp.topic.clone(), partitions: vec![partition] }),
+            Some(last) if last.name == name => last.partitions.push(first),
+            _ => topics.push(ProduceTopicResponse { name: name.to_owned(), partitions: vec![first] }),
+        }
+        if let Some(last) = topics.last_mut() {
+            last.partitions.extend(partitions);
         }
     }
     ProduceResponse { topics }
@@ -210,24 +282,25 @@ fn response(order: &[TopicPartition], outcomes: &HashMap<TopicPartition, Outcome
 mod tests {
     use super::*;
 
-    fn tp(partition: u32) -> TopicPartition {
-        TopicPartition { topic: "t".into(), partition }
-    }
-
     /// Guards the zero-copy split of a produce payload: ranges in any order, gaps skipped,
     /// overlapping or out-of-bounds ranges refused without affecting the others.
     #[test]
     fn payload_ranges_are_cut_in_place_and_bad_ones_refused() {
         let payload = BytesMut::from(&b"aaaabbbbccccdddd"[..]);
-        let ranges = vec![(tp(0), 8, 4), (tp(1), 0, 4), (tp(2), 2, 4), (tp(3), 12, 8), (tp(4), 12, 4)];
-        let out = split_payload(payload, ranges);
-        let texts: Vec<_> =
-            out.iter().map(|(tp, slice)| (tp.partition, slice.as_ref().ok().map(|b| b.to_vec()))).collect();
-        assert_eq!(texts[0], (0, Some(b"cccc".to_vec())));
-        assert_eq!(texts[1], (1, Some(b"aaaa".to_vec())));
-        assert_eq!(texts[2], (2, None), "overlaps partition 1's range");
-        assert_eq!(texts[3].1, None, "runs past the payload");
-        assert_eq!(texts[4], (4, Some(b"dddd".to_vec())));
+        let ranges = [(8, 4), (0, 4), (2, 4), (12, 8), (12, 4)];
+        let out = split_payload(payload, &ranges);
+        let texts: Vec<_> = out.iter().map(|slice| slice.as_ref().ok().map(|b| b.to_vec())).collect();
+        assert_eq!(texts[0], Some(b"cccc".to_vec()));
+        assert_eq!(texts[1], Some(b"aaaa".to_vec()));
+        assert_eq!(texts[2], None, "overlaps partition 1's range");
+        assert_eq!(texts[3], None, "runs past the payload");
+        assert_eq!(texts[4], Some(b"dddd".to_vec()));
+
+        // In payload order (the usual case, no sort): the same cuts and refusals.
+        let payload = BytesMut::from(&b"aaaabbbbccccdddd"[..]);
+        let out = split_payload(payload, &[(0, 4), (2, 4), (8, 4), (12, 8)]);
+        let texts: Vec<_> = out.iter().map(|slice| slice.as_ref().ok().map(|b| b.to_vec())).collect();
+        assert_eq!(texts, vec![Some(b"aaaa".to_vec()), None, Some(b"cccc".to_vec()), None]);
     }
 
     /// Guards the tail cache's memory bound: small batches leave the request's buffer (a copy
@@ -243,8 +316,9 @@ mod tests {
         request.extend_from_slice(&large);
         let start = request.as_ptr() as usize;
         let request_range = start..start + request.len();
-        let batches = split_and_validate(request, small.len() + large.len()).expect("valid batches");
-        assert_eq!(batches.len(), 2);
+        let mut batches = Vec::new();
+        let count = split_and_validate(request, small.len() + large.len(), &mut batches).expect("valid batches");
+        assert_eq!((count, batches.len()), (2, 2));
         assert_eq!(&batches[0][..], &small[..]);
         assert_eq!(&batches[1][..], &large[..]);
         assert!(!request_range.contains(&(batches[0].as_ptr() as usize)), "the small batch is copied");
@@ -253,11 +327,13 @@ mod tests {
         // The same large batch beside a request payload three times its size is detached too.
         let mut request = BytesMut::from(&large[..]);
         let start = request.as_ptr();
-        let kept = split_and_validate(request.split(), large.len()).expect("valid batch");
+        let mut kept = Vec::new();
+        split_and_validate(request.split(), large.len(), &mut kept).expect("valid batch");
         assert_eq!(kept[0].as_ptr(), start, "most of the request: kept in place");
         let mut request = BytesMut::from(&large[..]);
         let start = request.as_ptr();
-        let detached = split_and_validate(request.split(), 3 * large.len()).expect("valid batch");
+        let mut detached = Vec::new();
+        split_and_validate(request.split(), 3 * large.len(), &mut detached).expect("valid batch");
         assert_ne!(detached[0].as_ptr(), start, "a third of the request: copied");
         assert_eq!(&detached[0][..], &large[..]);
     }
