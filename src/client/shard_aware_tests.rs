@@ -416,38 +416,24 @@ fn no_shard_ports_means_everything_on_the_bootstrap_connection() {
     assert!(seen.produced.iter().all(|&(port, _, _)| port == BOOTSTRAP_PORT));
 }
 
-/// Guards reconnection when a shard port stops answering (a restarted broker with new
-/// kernel-picked ports): the shard's connection breaks with a produce unanswered, its port
-/// refuses the new connection, and the record is sent again on a connection to the bootstrap
-/// address, where the broker still serves every partition.
-#[test]
-fn a_shard_port_that_stops_answering_falls_back_to_the_bootstrap_address() {
+/// How a test's connector answers a connection to `port`, the `attempt`-th to that port.
+type ConnectRule = fn(port: u16, attempt: usize, seen: &Rc<RefCell<Seen>>) -> ClientResult<Connection<GatedStream>>;
+
+/// Sends one record to partition 1 (owned by shard 1) through a shard-aware producer whose
+/// connections follow `rule`, and flushes; returns the delivery and what the broker saw.
+fn deliver_to_partition_1(rule: ConnectRule, reconnect: bool) -> (ClientResult<super::Delivery>, Rc<RefCell<Seen>>) {
     let seen = Rc::new(RefCell::new(Seen::default()));
     let bootstrap = open(broker(BOOTSTRAP_PORT, Rc::clone(&seen), &SHARD_PORTS));
     let connector = {
         let seen = Rc::clone(&seen);
         move |address: SocketAddr| {
             let port = address.port();
-            let attempts = {
+            let attempt = {
                 let mut seen = seen.borrow_mut();
                 seen.connected.push(port);
                 seen.connected.iter().filter(|&&p| p == port).count()
             };
-            let result = match (port == SHARD_PORTS[1], attempts) {
-                // Shard 1's first connection loses every produce answer (the connection ends).
-                (true, 1) => {
-                    let mut inner = broker(port, Rc::clone(&seen), &SHARD_PORTS);
-                    let losing: Handler = Box::new(move |frame| {
-                        if frame.header.api_key == ApiKey::Produce.as_u16() {
-                            return Vec::new();
-                        }
-                        inner(frame)
-                    });
-                    Ok(open(losing))
-                }
-                (true, _) => Err(super::ClientError::from(io::Error::from(io::ErrorKind::ConnectionRefused))),
-                _ => Ok(open(broker(port, Rc::clone(&seen), &SHARD_PORTS))),
-            };
+            let result = rule(port, attempt, &seen);
             async move { result }
         }
     };
@@ -456,52 +442,71 @@ fn a_shard_port_that_stops_answering_falls_back_to_the_bootstrap_address() {
         ..config(1 << 20, Duration::ZERO)
     };
     let address = SocketAddr::from(([127, 0, 0, 1], BOOTSTRAP_PORT));
-    let mut producer = ShardAwareProducer::new(bootstrap, address, config, connector).with_reconnect();
+    let mut producer = ShardAwareProducer::new(bootstrap, address, config, connector);
+    if reconnect {
+        producer = producer.with_reconnect();
+    }
     let delivered = block_on(async {
-        let delivery = producer.send_record(record(Some(1), None, "survives")).await.unwrap();
+        let delivery = producer.send_record(record(Some(1), None, "to partition 1")).await.unwrap();
         producer.flush().await.unwrap();
         delivery.await
     });
+    (delivered, seen)
+}
+
+fn refused() -> ClientResult<Connection<GatedStream>> {
+    Err(super::ClientError::from(io::Error::from(io::ErrorKind::ConnectionRefused)))
+}
+
+/// Guards reconnection when a shard port stops answering (a restarted broker with new
+/// kernel-picked ports): the shard's connection breaks with a produce unanswered, its port
+/// refuses the new connection, and the record is sent again on a connection to the bootstrap
+/// address, where the broker still serves every partition.
+#[test]
+fn a_shard_port_that_stops_answering_falls_back_to_the_bootstrap_address() {
+    let rule: ConnectRule = |port, attempt, seen| match (port == SHARD_PORTS[1], attempt) {
+        // Shard 1's first connection loses every produce answer (the connection ends).
+        (true, 1) => {
+            let mut inner = broker(port, Rc::clone(seen), &SHARD_PORTS);
+            let losing: Handler = Box::new(move |frame| {
+                if frame.header.api_key == ApiKey::Produce.as_u16() {
+                    return Vec::new();
+                }
+                inner(frame)
+            });
+            Ok(open(losing))
+        }
+        (true, _) => refused(),
+        _ => Ok(open(broker(port, Rc::clone(seen), &SHARD_PORTS))),
+    };
+    let (delivered, seen) = deliver_to_partition_1(rule, true);
     assert_eq!(delivered.unwrap().partition, PartitionId(1));
     let seen = seen.borrow();
     assert_eq!(seen.connected, [SHARD_PORTS[1], SHARD_PORTS[1], BOOTSTRAP_PORT], "shard port, refused, bootstrap");
     assert_eq!(seen.produced, [(BOOTSTRAP_PORT, 1, 1)], "sent again on the bootstrap connection");
 }
 
-/// A connection to the fake broker whose responses are never held back.
-fn open(handler: Handler) -> Connection<GatedStream> {
-    let stream = GatedStream { inner: FakeStream::new(7, handler), gate: Gate::opened() };
-    Connection::new(stream, ConnectionConfig::default(), Rc::new(InstantSleeper))
-}
-
 /// Guards the firewall case: a shard port that refuses the first connection is replaced by a
-/// connection to the bootstrap address, and the record is delivered through it.
+/// connection to the bootstrap address, and the record is delivered through it (no reconnect
+/// option needed).
 #[test]
 fn an_unreachable_shard_port_is_replaced_by_the_bootstrap_address() {
-    let seen = Rc::new(RefCell::new(Seen::default()));
-    let bootstrap = open(broker(BOOTSTRAP_PORT, Rc::clone(&seen), &SHARD_PORTS));
-    let connector = {
-        let seen = Rc::clone(&seen);
-        move |address: SocketAddr| {
-            let port = address.port();
-            seen.borrow_mut().connected.push(port);
-            let result = if port == SHARD_PORTS[1] {
-                Err(super::ClientError::from(io::Error::from(io::ErrorKind::ConnectionRefused)))
-            } else {
-                Ok(open(broker(port, Rc::clone(&seen), &SHARD_PORTS)))
-            };
-            async move { result }
+    let rule: ConnectRule = |port, _, seen| {
+        if port == SHARD_PORTS[1] {
+            refused()
+        } else {
+            Ok(open(broker(port, Rc::clone(seen), &SHARD_PORTS)))
         }
     };
-    let address = SocketAddr::from(([127, 0, 0, 1], BOOTSTRAP_PORT));
-    let mut producer = ShardAwareProducer::new(bootstrap, address, config(1 << 20, Duration::ZERO), connector);
-    let delivered = block_on(async {
-        let delivery = producer.send_record(record(Some(1), None, "through the main port")).await.unwrap();
-        producer.flush().await.unwrap();
-        delivery.await
-    });
+    let (delivered, seen) = deliver_to_partition_1(rule, false);
     assert_eq!(delivered.unwrap().partition, PartitionId(1));
     let seen = seen.borrow();
     assert_eq!(seen.connected, [SHARD_PORTS[1], BOOTSTRAP_PORT], "shard port refused, then the bootstrap address");
     assert_eq!(seen.produced, [(BOOTSTRAP_PORT, 1, 1)]);
+}
+
+/// A connection to the fake broker whose responses are never held back.
+fn open(handler: Handler) -> Connection<GatedStream> {
+    let stream = GatedStream { inner: FakeStream::new(7, handler), gate: Gate::opened() };
+    Connection::new(stream, ConnectionConfig::default(), Rc::new(InstantSleeper))
 }
