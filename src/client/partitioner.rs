@@ -13,6 +13,7 @@
 
 use rustc_hash::FxHashMap;
 
+use super::error::{ClientError, ClientResult};
 use crate::model::PartitionId;
 
 /// FNV-1a 32-bit offset basis. Never change (see the module doc).
@@ -38,6 +39,26 @@ pub const fn fnv1a_32(bytes: &[u8]) -> u32 {
 /// rather than dividing by zero.
 pub fn partition_for_key(key: &[u8], partition_count: u32) -> PartitionId {
     PartitionId(fnv1a_32(key).checked_rem(partition_count).unwrap_or(0))
+}
+
+/// The partition of a record of `topic` (which has `partition_count` partitions): `given` if it
+/// exists, else the key's ([`partition_for_key`]), else `sticky()` for a null key. The flag
+/// tells whether the sticky choice was taken.
+pub fn choose_partition(
+    topic: &str,
+    given: Option<PartitionId>,
+    key: Option<&[u8]>,
+    partition_count: u32,
+    sticky: impl FnOnce() -> PartitionId,
+) -> ClientResult<(PartitionId, bool)> {
+    match (given, key) {
+        (Some(partition), _) if partition.0 < partition_count => Ok((partition, false)),
+        (Some(partition), _) => Err(ClientError::InvalidArgument(format!(
+            "partition {partition} does not exist: topic '{topic}' has {partition_count} partitions"
+        ))),
+        (None, Some(key)) => Ok((partition_for_key(key, partition_count), false)),
+        (None, None) => Ok((sticky(), true)),
+    }
 }
 
 /// The sticky choice for null-key records, per topic. Owned by one producer.

@@ -43,7 +43,7 @@ use super::accumulator::{Accumulator, AccumulatorConfig, ClosedBatch};
 use super::connection::{Connection, Pending, Response};
 use super::error::{ClientError, ClientResult};
 use super::idempotence::{ProducerIdentity, Sequences};
-use super::partitioner::{partition_for_key, StickyPartitioner};
+use super::partitioner::{choose_partition, StickyPartitioner};
 use super::reconnect::Connect;
 use super::record_clock::RecordClock;
 use super::retry::Backoff;
@@ -432,16 +432,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         }
         self.ensure_connected().await?;
         let count = self.partition_count(topic).await?;
-        let (partition, sticky) = match (partition, &key) {
-            (Some(partition), _) if partition.0 < count => (partition, false),
-            (Some(partition), _) => {
-                return Err(ClientError::InvalidArgument(format!(
-                    "partition {partition} does not exist: topic '{topic}' has {count} partitions"
-                )))
-            }
-            (None, Some(key)) => (partition_for_key(key, count), false),
-            (None, None) => (self.sticky.partition(topic, count), true),
-        };
+        let sticky_partitioner = &mut self.sticky;
+        let (partition, sticky) =
+            choose_partition(topic, partition, key.as_deref(), count, || sticky_partitioner.partition(topic, count))?;
         if self.idempotent && self.identity.is_none() {
             self.init_producer_id().await?;
         }

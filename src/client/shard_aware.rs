@@ -3,7 +3,7 @@
 //! cross-core hop on the broker (PROTOCOL.md, "Shard ports").
 //!
 //! It partitions records itself, with the same rules as [`Producer`]: an explicit partition as
-//! given; a key by [`partition_for_key`] (so keyed records land where they always did); a null
+//! given; a key by [`super::partition_for_key`] (so keyed records land where they always did); a null
 //! key *uniform sticky* (KIP-794): one partition until `batch_bytes` worth of records went to
 //! it, then the next one round-robin (starting at `fnv1a_32(topic) % partitions`, as
 //! [`super::StickyPartitioner`] does). Then it hands the record, with its partition, to the
@@ -42,7 +42,7 @@ use rustc_hash::FxHashMap;
 use super::accumulator::record_bytes_estimate;
 use super::connection::Connection;
 use super::error::{ClientError, ClientResult};
-use super::partitioner::{fnv1a_32, partition_for_key};
+use super::partitioner::{choose_partition, fnv1a_32};
 use super::producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 use super::Sleeper;
 use crate::model::{PartitionId, TimestampMs};
@@ -222,16 +222,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         timestamp: Option<TimestampMs>,
     ) -> ClientResult<DeliveryFuture> {
         let count = self.partition_count(topic).await?;
-        let partition = match (partition, &key) {
-            (Some(partition), _) if partition.0 < count => partition,
-            (Some(partition), _) => {
-                return Err(ClientError::InvalidArgument(format!(
-                    "partition {partition} does not exist: topic '{topic}' has {count} partitions"
-                )))
-            }
-            (None, Some(key)) => partition_for_key(key, count),
-            (None, None) => self.sticky_partition(topic, &value, headers, count),
-        };
+        let (partition, _) = choose_partition(topic, partition, key.as_deref(), count, || {
+            self.sticky_partition(topic, &value, headers, count)
+        })?;
         let shard = self.owner_index(topic, partition);
         let now = Instant::now();
         let producer = self.producer_for(shard).await?;

@@ -50,7 +50,7 @@ pub async fn produce(shard: &Shard, topics: Vec<ProduceTopicOp>, batches: Vec<By
             // Batches after a failed one are not appended; they are not the next partition's.
             partition_batches.for_each(drop);
             match appended {
-                Ok((base_offset, next_offset)) if handle.waits_for_sync() => {
+                Ok((base_offset, next_offset)) if handle.log.acks_wait_for_sync() => {
                     syncs.push((answers.len(), handle, next_offset));
                     answers.push(answer(op, Ok(base_offset.0)));
                 }

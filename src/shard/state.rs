@@ -78,11 +78,6 @@ impl PartitionHandle {
         }
     }
 
-    /// Whether an append's answer waits for an fdatasync (`--fsync always`).
-    pub fn waits_for_sync(&self) -> bool {
-        self.durability == Durability::Always
-    }
-
     /// The offset up to which consumers may read. With `--fsync always` it is the durable
     /// offset, so a consumer never sees a record that a crash could take back; with `interval`
     /// and `never`, which trade that safety away, it is the log end.

@@ -41,11 +41,17 @@ impl PartitionLog {
         Ok(appended)
     }
 
+    /// Whether [`Self::await_durability`] waits for an fdatasync (`Durability::Always`) rather
+    /// than returning at once; callers with many appends to answer wait only when it does.
+    pub fn acks_wait_for_sync(&self) -> bool {
+        self.config.durability == Durability::Always
+    }
+
     /// Resolves once everything below `next_offset` has the durability the log's policy
     /// promises: synced with `Durability::Always`, at once otherwise. [`Self::append`] is
     /// [`Self::append_without_sync`] followed by this.
     pub async fn await_durability(&self, next_offset: Offset) -> StorageResult<()> {
-        if self.config.durability == Durability::Always {
+        if self.acks_wait_for_sync() {
             self.sync_to(next_offset).await?;
         }
         Ok(())
