@@ -143,21 +143,34 @@ async fn accept_until_shutdown(
     memory: &Rc<Semaphore>,
     shutdown: &AtomicBool,
 ) {
+    // Bounded by the shutdown flag, read at least every SHUTDOWN_POLL.
     while !shutdown.load(Ordering::SeqCst) {
+        // One accept stays pending across the shutdown ticks and is dropped only at shutdown:
+        // dropping glommio's accept cancels its io_uring operation, and an accept that completed
+        // in the kernel just before the cancel leaks the new connection (accepted, never served;
+        // its client waits for answers until it times out).
         let accept = listener.accept();
-        let tick = glommio::timer::sleep(SHUTDOWN_POLL);
-        futures::pin_mut!(accept, tick);
-        match select(accept, tick).await {
-            Either::Left((Ok(stream), _)) => {
+        futures::pin_mut!(accept);
+        let accepted = loop {
+            let tick = glommio::timer::sleep(SHUTDOWN_POLL);
+            futures::pin_mut!(tick);
+            match select(accept.as_mut(), tick).await {
+                Either::Left((accepted, _)) => break Some(accepted),
+                Either::Right(_) if shutdown.load(Ordering::SeqCst) => break None,
+                Either::Right(_) => {}
+            }
+        };
+        match accepted {
+            Some(Ok(stream)) => {
                 let peer = stream.peer_addr().unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
                 tracing::debug!(shard = %shard.id, %peer, "connection accepted");
                 glommio::spawn_local(connection::serve(shard.clone(), stream, peer, memory.clone())).detach();
             }
-            Either::Left((Err(error), _)) => {
+            Some(Err(error)) => {
                 tracing::warn!(shard = %shard.id, %error, "accept failed");
                 glommio::timer::sleep(SHUTDOWN_POLL).await;
             }
-            Either::Right(_) => {}
+            None => {}
         }
     }
 }
