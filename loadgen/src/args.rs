@@ -197,11 +197,16 @@ pub struct Args {
     /// When the broker acknowledges: 0, 1 or all.
     #[arg(long, default_value = "1", value_parser = parse_acks)]
     pub acks: AcksArg,
-    /// Producers connect to every broker shard on its own port and send each partition's
-    /// records to its owner (no cross-core hop on the broker); false: one connection to the
-    /// bootstrap address, as a plain client would.
+    /// Producers and consumers connect to every broker shard on its own port: producers send
+    /// each partition's records to its owner, consumers fetch each partition from its owner
+    /// with a long poll per shard (no cross-core hop on the broker); false: one connection to
+    /// the bootstrap address, as a plain client would.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub shard_aware: bool,
+    /// Consumers only: overrides --shard-aware for the (non-group) consumers, to compare the
+    /// two kinds of consumer under the same producers.
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub shard_aware_consumers: Option<bool>,
     /// Produce requests in flight per producer (1..=15).
     #[arg(long, default_value_t = 5)]
     pub in_flight: usize,
@@ -334,6 +339,11 @@ impl Args {
         }
     }
 
+    /// Whether the consumers are shard-aware: `--shard-aware-consumers`, else `--shard-aware`.
+    pub fn consumers_shard_aware(&self) -> bool {
+        self.shard_aware_consumers.unwrap_or(self.shard_aware)
+    }
+
     /// Where consumers start.
     pub fn consume_from(&self) -> ConsumeFrom {
         self.from.unwrap_or(if self.producers > 0 { ConsumeFrom::Latest } else { ConsumeFrom::Earliest })
@@ -396,6 +406,10 @@ mod tests {
         assert_eq!(args.measured_duration(), Some(Duration::from_secs(10)));
         assert!(args.shard_aware, "shard-aware producers by default");
         assert!(!parse(&["--shard-aware", "false"]).unwrap().shard_aware);
+        assert!(args.consumers_shard_aware());
+        assert!(!parse(&["--shard-aware", "false"]).unwrap().consumers_shard_aware());
+        assert!(!parse(&["--shard-aware-consumers", "false"]).unwrap().consumers_shard_aware());
+        assert!(parse(&["--shard-aware=false", "--shard-aware-consumers=true"]).unwrap().consumers_shard_aware());
         assert!(parse(&["--shard-aware"]).is_err(), "the flag takes a value");
         assert!(parse(&["--producers", "0"]).unwrap().validate().is_err());
         assert!(parse(&["--message-bytes", "4"]).unwrap().validate().is_err());

@@ -197,6 +197,7 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
             stop_after_ns,
             messages: args.messages,
             warmup_ns,
+            shard_aware: args.consumers_shard_aware(),
         };
         let env = env(index);
         let cpu = cpu_of(args, args.producers + index);

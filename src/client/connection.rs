@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use std::pin::Pin;
@@ -204,26 +204,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// A response with the error flag becomes [`ClientError::Broker`]; per-topic and
     /// per-partition codes inside a normal response are left to the caller.
     pub async fn receive<R: Request>(&mut self, pending: Pending<R>) -> ClientResult<Response<R::Response>> {
-        let frame = match self.parked.remove(&pending.correlation_id) {
-            Some(frame) => frame,
-            None => {
-                self.check_usable()?;
-                let timeout = self.config.request_timeout + pending.extra_wait;
-                let sleeper = Rc::clone(&self.sleeper);
-                let wanted = pending.correlation_id;
-                let wait = async { Some(self.read_until(wanted).await) };
-                let timer = async {
-                    sleeper.sleep(timeout).await;
-                    None
-                };
-                match futures_lite::future::or(wait, timer).await {
-                    Some(result) => result?,
-                    None => {
-                        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-                        return Err(self.poison(ClientError::TimedOut { timeout_ms }));
-                    }
-                }
-            }
+        let deadline = Instant::now() + self.response_timeout(&pending);
+        self.wait_until_arrived(&pending, deadline).await?;
+        let Some(frame) = self.parked.remove(&pending.correlation_id) else {
+            return Err(self.poison(ClientError::UnexpectedResponse(pending.correlation_id)));
         };
         let is_error = match check_response_header(&frame.header, R::API_KEY) {
             Ok(is_error) => is_error,
@@ -238,6 +222,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let body = decode_envelope_owned::<R::Response>(frame.envelope.as_slice())?;
         Ok(Response { body, payload: frame.payload })
+    }
+
+    /// How long a response to `pending` may take once sent: the request timeout, plus the wait
+    /// the request asked the broker for.
+    pub fn response_timeout<R: Request>(&self, pending: &Pending<R>) -> Duration {
+        self.config.request_timeout + pending.extra_wait
+    }
+
+    /// Waits until the response to `pending` has arrived (it is then parked for its
+    /// [`Connection::receive`], which returns at once), parking the responses that come before
+    /// it. Past `deadline` the connection is poisoned with [`ClientError::TimedOut`].
+    /// Cancellation-safe: dropping the future loses no bytes and keeps `pending` valid, so
+    /// several connections can be waited on at once and the losers dropped.
+    pub async fn wait_until_arrived<R: Request>(
+        &mut self,
+        pending: &Pending<R>,
+        deadline: Instant,
+    ) -> ClientResult<()> {
+        if self.parked.contains_key(&pending.correlation_id) {
+            return Ok(());
+        }
+        self.check_usable()?;
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let sleeper = Rc::clone(&self.sleeper);
+        let wanted = pending.correlation_id;
+        let wait = async { Some(self.read_while(|connection| !connection.parked.contains_key(&wanted)).await) };
+        let timer = async {
+            sleeper.sleep(timeout).await;
+            None
+        };
+        match futures_lite::future::or(wait, timer).await {
+            Some(result) => result,
+            None => {
+                let timeout_ms = u64::try_from(self.response_timeout(pending).as_millis()).unwrap_or(u64::MAX);
+                Err(self.poison(ClientError::TimedOut { timeout_ms }))
+            }
+        }
     }
 
     /// Whether the response to `pending` has arrived, without waiting: takes whatever bytes
@@ -271,15 +292,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn wait_for_response(&mut self) -> ClientResult<()> {
         self.check_usable()?;
         self.read_while(|connection| connection.parked.is_empty() && !connection.in_flight.is_empty()).await
-    }
-
-    /// Reads frames until the one for `wanted` arrives, parking the others.
-    async fn read_until(&mut self, wanted: u32) -> ClientResult<Frame> {
-        self.read_while(|connection| !connection.parked.contains_key(&wanted)).await?;
-        match self.parked.remove(&wanted) {
-            Some(frame) => Ok(frame),
-            None => Err(self.poison(ClientError::UnexpectedResponse(wanted))),
-        }
     }
 
     /// Parks every complete frame, reading more while `waiting` holds. Cancellation-safe: the

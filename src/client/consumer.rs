@@ -3,12 +3,12 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::connection::Connection;
+use super::connection::{Connection, Pending};
 use super::error::{ClientError, ClientResult};
 use crate::model::{Offset, PartitionId, TimestampMs};
 use crate::protocol::{payload_slice, ErrorCode, FetchPartition, FetchRequest, FetchTopic, OffsetSpec};
@@ -72,6 +72,17 @@ struct Assignment {
     position: Option<Offset>,
 }
 
+/// A fetch sent and not yet received.
+#[derive(Debug)]
+struct FetchInFlight {
+    pending: Pending<FetchRequest>,
+    /// Past this the broker is taken as gone (`max_wait_ms` plus the request timeout).
+    deadline: Instant,
+    /// Each partition's position when the fetch was sent: an answer is used only for a
+    /// partition still assigned at that position (a seek or an assignment in between wins).
+    sent_positions: Vec<(Rc<str>, PartitionId, Offset)>,
+}
+
 /// See the module doc. Owned by one task.
 pub struct Consumer<S> {
     connection: Connection<S>,
@@ -79,11 +90,13 @@ pub struct Consumer<S> {
     assignments: Vec<Assignment>,
     /// Records decoded by a poll that also reported an error; returned by the next poll.
     buffered: VecDeque<ConsumerRecord>,
+    /// At most one fetch is in flight (see [`Consumer::send_fetch`]).
+    fetch_in_flight: Option<FetchInFlight>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
     pub fn new(connection: Connection<S>, config: ConsumerConfig) -> Consumer<S> {
-        Consumer { connection, config, assignments: Vec::new(), buffered: VecDeque::new() }
+        Consumer { connection, config, assignments: Vec::new(), buffered: VecDeque::new(), fetch_in_flight: None }
     }
 
     /// Bounds the long-poll wait of the next fetches (a group member shortens it so that its
@@ -113,6 +126,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
         }
         self.assignments = next;
         self.buffered.clear();
+    }
+
+    /// Whether any partition is assigned.
+    pub fn has_assignment(&self) -> bool {
+        !self.assignments.is_empty()
+    }
+
+    /// Whether `partition` of `topic` is assigned.
+    pub fn is_assigned(&self, topic: &str, partition: PartitionId) -> bool {
+        self.assignments.iter().any(|a| &*a.topic == topic && a.partition == partition)
     }
 
     /// The next offset to fetch for an assigned partition (`None`: not positioned yet).
@@ -179,9 +202,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
     /// A partition error (e.g. [`ClientError::OffsetOutOfRange`]) is returned after the
     /// records of the other partitions are kept for the next poll; that partition's position
     /// is left unchanged for the caller to fix with [`Consumer::seek`].
+    ///
+    /// The same as [`Consumer::send_fetch`], [`Consumer::wait_for_fetch`] and
+    /// [`Consumer::receive_fetch`] in a row; cancellation-safe once the fetch is sent: a poll
+    /// dropped while it waits leaves the fetch in flight for the next one.
     pub async fn poll(&mut self) -> ClientResult<Vec<ConsumerRecord>> {
         if !self.buffered.is_empty() {
             return Ok(self.buffered.drain(..).collect());
+        }
+        self.send_fetch().await?;
+        self.wait_for_fetch().await?;
+        self.receive_fetch().await
+    }
+
+    /// Records a poll kept back after an error, waiting for the next poll.
+    pub fn has_buffered(&self) -> bool {
+        !self.buffered.is_empty()
+    }
+
+    /// Whether a fetch was sent and its answer not yet received.
+    pub fn has_fetch_in_flight(&self) -> bool {
+        self.fetch_in_flight.is_some()
+    }
+
+    /// Sends one long-poll fetch for every assigned partition from its position, unless one is
+    /// in flight already. Unpositioned partitions are first positioned at `config.start`.
+    pub async fn send_fetch(&mut self) -> ClientResult<()> {
+        if self.fetch_in_flight.is_some() {
+            return Ok(());
         }
         if self.assignments.is_empty() {
             return Err(ClientError::InvalidArgument("poll with no partitions assigned".to_owned()));
@@ -197,10 +245,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
             self.seek(&topic, partition, start).await?;
         }
         let mut topics: Vec<FetchTopic> = Vec::new();
+        let mut sent_positions = Vec::with_capacity(self.assignments.len());
         for assignment in &self.assignments {
+            let position = assignment.position.unwrap_or_default();
+            sent_positions.push((Rc::clone(&assignment.topic), assignment.partition, position));
             let fetch = FetchPartition {
                 partition: assignment.partition.0,
-                fetch_offset: assignment.position.unwrap_or_default().0,
+                fetch_offset: position.0,
                 partition_max_bytes: self.config.partition_max_bytes,
             };
             match topics.iter_mut().find(|t| *t.name == *assignment.topic) {
@@ -216,10 +267,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
         };
         let wait = Duration::from_millis(u64::from(self.config.max_wait_ms));
         let pending = self.connection.send_with_wait(&request, Vec::new(), wait).await?;
-        let response = self.connection.receive(pending).await?;
+        let deadline = Instant::now() + self.connection.response_timeout(&pending);
+        self.fetch_in_flight = Some(FetchInFlight { pending, deadline, sent_positions });
+        Ok(())
+    }
+
+    /// Waits until the answer to the fetch in flight has arrived (at once when none is in
+    /// flight). Cancellation-safe: several consumers can be waited on at once, the losers
+    /// dropped. Past the fetch's deadline the connection is poisoned ([`ClientError::TimedOut`]).
+    pub async fn wait_for_fetch(&mut self) -> ClientResult<()> {
+        match &self.fetch_in_flight {
+            Some(fetch) => self.connection.wait_until_arrived(&fetch.pending, fetch.deadline).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the answer to the fetch in flight has arrived, without waiting (takes the bytes
+    /// the connection has ready).
+    pub fn fetch_arrived(&mut self) -> ClientResult<bool> {
+        match &self.fetch_in_flight {
+            Some(fetch) => self.connection.is_ready(&fetch.pending),
+            None => Ok(false),
+        }
+    }
+
+    /// Receives the fetch in flight (waiting for it if it has not arrived) and returns its
+    /// records, as [`Consumer::poll`] does; empty when no fetch is in flight. A partition
+    /// repositioned or unassigned since the fetch was sent is left out of it.
+    pub async fn receive_fetch(&mut self) -> ClientResult<Vec<ConsumerRecord>> {
+        self.wait_for_fetch().await?;
+        let Some(fetch) = self.fetch_in_flight.take() else { return Ok(Vec::new()) };
+        let response = self.connection.receive(fetch.pending).await?;
         let mut records = Vec::new();
         let mut first_error = None;
-        for assignment in &mut self.assignments {
+        for (index, assignment) in self.assignments.iter_mut().enumerate() {
+            let Some(position) = assignment.position else { continue };
+            let is_sent = |(topic, partition, sent): &(Rc<str>, PartitionId, Offset)| {
+                *partition == assignment.partition && **topic == *assignment.topic && *sent == position
+            };
+            // Same index unless the assignment changed since the fetch was sent.
+            let sent_at_position =
+                fetch.sent_positions.get(index).is_some_and(is_sent) || fetch.sent_positions.iter().any(is_sent);
+            if !sent_at_position {
+                continue;
+            }
             let answer = response
                 .body
                 .topics
@@ -228,7 +319,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
                 .flat_map(|t| t.partitions.iter())
                 .find(|p| p.partition == assignment.partition.0);
             let Some(answer) = answer else { continue };
-            let position = assignment.position.unwrap_or_default();
             let code = ErrorCode::from_u16(answer.error_code);
             let error = match code {
                 ErrorCode::None => None,
@@ -271,13 +361,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Consumer<S> {
                 }
             }
         }
-        match first_error {
-            Some(error) => {
-                self.buffered.extend(records);
-                Err(error)
-            }
-            None => Ok(records),
+        records_or_first_error(records, first_error, &mut self.buffered)
+    }
+}
+
+/// What a poll returns: the records, or the first error with the records kept in `buffered`
+/// for the next poll (so that one partition's error loses no other partition's records).
+pub(super) fn records_or_first_error(
+    records: Vec<ConsumerRecord>,
+    first_error: Option<ClientError>,
+    buffered: &mut VecDeque<ConsumerRecord>,
+) -> ClientResult<Vec<ConsumerRecord>> {
+    match first_error {
+        Some(error) => {
+            buffered.extend(records);
+            Err(error)
         }
+        None => Ok(records),
     }
 }
 

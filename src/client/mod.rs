@@ -19,6 +19,8 @@
 //! - [`shard_aware`]: [`ShardAwareProducer`], one [`Producer`] per broker shard on the shard's
 //!   own port, so that produces skip the broker's cross-core hop.
 //! - [`consumer`]: [`Consumer`] and the decoding of fetched batches into records.
+//! - [`shard_aware_consumer`]: [`ShardAwareConsumer`], one [`Consumer`] per broker shard on the
+//!   shard's own port, each with its own long poll, so that no fetch spans two shards.
 //! - [`group`]: [`GroupConsumer`], a consumer-group member on top of [`Consumer`].
 
 pub mod accumulator;
@@ -34,6 +36,7 @@ pub mod reconnect;
 pub mod record_clock;
 pub mod retry;
 pub mod shard_aware;
+pub mod shard_aware_consumer;
 
 #[cfg(test)]
 mod fake_broker;
@@ -57,6 +60,7 @@ pub use producer::{Acks, Delivery, DeliveryFuture, Producer, ProducerConfig};
 pub use reconnect::Connect;
 pub use retry::Backoff;
 pub use shard_aware::{ShardAwareProducer, ShardConnect};
+pub use shard_aware_consumer::ShardAwareConsumer;
 
 /// Timers, supplied by the runtime (`crate::runtime::GlommioSleeper` on glommio).
 pub trait Sleeper {

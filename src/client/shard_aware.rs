@@ -46,7 +46,7 @@ use super::partitioner::{choose_partition, fnv1a_32};
 use super::producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 use super::Sleeper;
 use crate::model::{PartitionId, TimestampMs};
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, MetadataResponse};
 
 /// Opens a connection to a given broker address (a shard's port). Runtime-agnostic: any async
 /// closure taking a [`SocketAddr`] will do.
@@ -151,26 +151,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         if connection.poisoned().is_some() {
             *connection = self.connector.connect(self.bootstrap_address).await?;
         }
-        let metadata = connection.metadata(&[topic]).await?;
+        let mut metadata = connection.metadata(&[topic]).await?;
         if self.shard_ports.is_none() {
-            self.use_shard_ports(metadata.shard_ports.clone());
+            self.use_shard_ports(std::mem::take(&mut metadata.shard_ports));
         }
-        let Some(found) = metadata.topics.into_iter().find(|t| t.name == topic) else {
-            return Err(topic_error(topic, ErrorCode::UnknownTopicOrPartition, "the broker did not describe it"));
-        };
-        let code = ErrorCode::from_u16(found.error_code);
-        if !code.is_ok() {
-            return Err(topic_error(topic, code, ""));
-        }
-        if found.partitions.is_empty() {
-            return Err(topic_error(topic, ErrorCode::UnknownTopicOrPartition, "the topic has no partitions"));
-        }
-        let mut owners = vec![0; found.partitions.len()];
-        for partition in &found.partitions {
-            if let Some(owner) = owners.get_mut(partition.partition as usize) {
-                *owner = partition.shard;
-            }
-        }
+        let owners = partition_owners(topic, metadata)?;
         let count = owners.len() as u32;
         self.topics.insert(topic.to_owned(), TopicRoute { owners });
         Ok(count)
@@ -333,17 +318,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         let slot = self.producers.get(index);
         if let (Some(port), Some(None)) = (port, slot) {
             let address = SocketAddr::new(self.bootstrap_address.ip(), port);
-            let connection = match self.connector.connect(address).await {
-                Ok(connection) => connection,
-                // A firewall that lets only the main port through: every partition is still
-                // served there, one cross-core hop slower.
-                Err(error) => {
-                    let bootstrap = self.bootstrap_address;
-                    tracing::warn!(shard = index, %address, %error, %bootstrap, "shard port unreachable; sending through the bootstrap address");
-                    self.connector.connect(bootstrap).await?
-                }
-            };
-            tracing::debug!(shard = index, %address, "shard connection opened");
+            let connection = connect_shard(&*self.connector, self.bootstrap_address, index, port).await?;
             self.producers[index] = Some(self.inner_producer(connection, address));
         }
         self.producers
@@ -377,6 +352,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         }
         chosen
     }
+}
+
+/// The owner shard of each partition of `topic` (index = partition), from a Metadata answer.
+pub(super) fn partition_owners(topic: &str, metadata: MetadataResponse) -> ClientResult<Vec<u32>> {
+    let Some(found) = metadata.topics.into_iter().find(|t| t.name == topic) else {
+        return Err(topic_error(topic, ErrorCode::UnknownTopicOrPartition, "the broker did not describe it"));
+    };
+    let code = ErrorCode::from_u16(found.error_code);
+    if !code.is_ok() {
+        return Err(topic_error(topic, code, ""));
+    }
+    if found.partitions.is_empty() {
+        return Err(topic_error(topic, ErrorCode::UnknownTopicOrPartition, "the topic has no partitions"));
+    }
+    let mut owners = vec![0; found.partitions.len()];
+    for partition in &found.partitions {
+        if let Some(owner) = owners.get_mut(partition.partition as usize) {
+            *owner = partition.shard;
+        }
+    }
+    Ok(owners)
+}
+
+/// A connection to shard `shard`'s own `port` on the bootstrap host, or to the bootstrap
+/// address when that port cannot be reached (a firewall that lets only the main port through:
+/// every partition is still served there, one cross-core hop slower).
+pub(super) async fn connect_shard<S>(
+    connector: &dyn ShardConnect<S>,
+    bootstrap: SocketAddr,
+    shard: usize,
+    port: u16,
+) -> ClientResult<Connection<S>> {
+    let address = SocketAddr::new(bootstrap.ip(), port);
+    let connection = match connector.connect(address).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            tracing::warn!(shard, %address, %error, %bootstrap, "shard port unreachable; using the bootstrap address");
+            connector.connect(bootstrap).await?
+        }
+    };
+    tracing::debug!(shard, %address, "shard connection opened");
+    Ok(connection)
 }
 
 fn topic_error(topic: &str, code: ErrorCode, message: &str) -> ClientError {

@@ -449,11 +449,8 @@ fn producer_reports_unknown_topics() {
     });
 }
 
-/// Guards the consumer end to end: records produced to two partitions come back validated,
-/// with their offsets, from earliest; a second poll with no new data is empty; a position past
-/// the high watermark is reported as `OffsetOutOfRange` and a seek to earliest recovers.
-#[test]
-fn consumer_reads_back_and_reports_out_of_range() {
+/// A two-partition mini broker holding `v0`..`v9`, even ones on partition 0, odd ones on 1.
+fn mini_broker_with_ten_records() -> Rc<RefCell<MiniBroker>> {
     let state = Rc::new(RefCell::new(MiniBroker { partitions: 2, ..MiniBroker::default() }));
     let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
     let mut producer = Producer::new(conn, small_batches());
@@ -469,6 +466,15 @@ fn consumer_reads_back_and_reports_out_of_range() {
         }
         producer.flush().await.unwrap();
     });
+    state
+}
+
+/// Guards the consumer end to end: records produced to two partitions come back validated,
+/// with their offsets, from earliest; a second poll with no new data is empty; a position past
+/// the high watermark is reported as `OffsetOutOfRange` and a seek to earliest recovers.
+#[test]
+fn consumer_reads_back_and_reports_out_of_range() {
+    let state = mini_broker_with_ten_records();
     let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
     let mut consumer = Consumer::new(conn, ConsumerConfig::default());
     consumer.assign(&[("t", PartitionId(0)), ("t", PartitionId(1))]);
@@ -485,6 +491,42 @@ fn consumer_reads_back_and_reports_out_of_range() {
         assert_eq!(consumer.seek("t", PartitionId(0), SeekTo::Earliest).await.unwrap(), Offset(0));
         assert_eq!(consumer.poll().await.unwrap().len(), 5);
         assert_eq!(consumer.seek("t", PartitionId(0), SeekTo::Latest).await.unwrap(), Offset(5));
+    });
+}
+
+/// Guards the split fetch (send now, receive later): an answer is used only for partitions
+/// still at the position the fetch was sent from. A seek while the fetch is in flight wins (the
+/// stale records of that partition are dropped, its new position kept); a seek that asks the
+/// broker (ListOffsets on the same connection) parks the fetch's answer and loses nothing.
+#[test]
+fn a_seek_while_a_fetch_is_in_flight_wins_over_its_answer() {
+    let state = mini_broker_with_ten_records();
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+    let mut consumer = Consumer::new(conn, ConsumerConfig::default());
+    consumer.assign(&[("t", PartitionId(0)), ("t", PartitionId(1))]);
+    block_on(async {
+        consumer.send_fetch().await.unwrap();
+        assert!(consumer.has_fetch_in_flight());
+        consumer.send_fetch().await.unwrap(); // at most one in flight: nothing sent
+        consumer.seek("t", PartitionId(0), SeekTo::Offset(Offset(3))).await.unwrap();
+        let records = consumer.receive_fetch().await.unwrap();
+        assert!(!consumer.has_fetch_in_flight());
+        let values: Vec<&[u8]> = records.iter().map(|r| &r.value[..]).collect();
+        assert_eq!(values, [&b"v1"[..], b"v3", b"v5", b"v7", b"v9"], "partition 0's stale answer dropped");
+        assert_eq!(consumer.position("t", PartitionId(0)), Some(Offset(3)));
+        assert_eq!(consumer.position("t", PartitionId(1)), Some(Offset(5)));
+        let records = consumer.poll().await.unwrap();
+        let values: Vec<&[u8]> = records.iter().map(|r| &r.value[..]).collect();
+        assert_eq!(values, [&b"v6"[..], b"v8"], "partition 0 from its new position");
+
+        consumer.seek("t", PartitionId(0), SeekTo::Offset(Offset(0))).await.unwrap();
+        consumer.send_fetch().await.unwrap();
+        // A ListOffsets round trip on the same connection while the fetch is in flight.
+        assert_eq!(consumer.seek("t", PartitionId(1), SeekTo::Latest).await.unwrap(), Offset(5));
+        assert!(consumer.fetch_arrived().unwrap(), "the fetch's answer was parked, not lost");
+        let records = consumer.receive_fetch().await.unwrap();
+        assert_eq!(records.len(), 5, "partition 0 from offset 0; partition 1 was already at its end");
+        assert!(consumer.receive_fetch().await.unwrap().is_empty(), "no fetch in flight: nothing to receive");
     });
 }
 

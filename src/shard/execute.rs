@@ -31,7 +31,8 @@ pub async fn execute(shard: Rc<Shard>, op: ShardOp) -> ShardReply {
             ShardReply::Produce(super::produce::produce(&shard, topics, batches).await)
         }
         ShardOp::Fetch { fetch_id, max_wait_ms, min_bytes, partitions } => {
-            ShardReply::Fetch(fetch(&shard, fetch_id, max_wait_ms, min_bytes, partitions).await)
+            let (results, waited) = fetch(&shard, fetch_id, max_wait_ms, min_bytes, partitions).await;
+            ShardReply::Fetch { results, waited }
         }
         ShardOp::CancelFetch { fetch_id } => {
             if let Some(cancel) = shard.fetch_cancels.borrow_mut().remove(&fetch_id) {
@@ -115,18 +116,19 @@ fn bounded<T>(
 }
 
 /// Reads every partition; waits (up to `max_wait_ms`, woken by appends, cancellable) until at
-/// least `min_bytes` are there.
+/// least `min_bytes` are there. Also says whether it had to wait.
 async fn fetch(
     shard: &Rc<Shard>,
     fetch_id: u64,
     max_wait_ms: u32,
     min_bytes: u32,
     partitions: Vec<FetchPartitionOp>,
-) -> Vec<PartitionResult<FetchedBatches>> {
+) -> (Vec<PartitionResult<FetchedBatches>>, bool) {
     let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
     let (cancel_sender, cancel_receiver) = futures::channel::oneshot::channel::<()>();
     shard.fetch_cancels.borrow_mut().insert(fetch_id, cancel_sender);
     let mut cancel = cancel_receiver.fuse();
+    let mut waited = false;
     // Bounded: each round either returns or waits for an append, the deadline or a cancel.
     let results = loop {
         // Register for wake-ups before reading, so an append during the read is not missed.
@@ -143,6 +145,7 @@ async fn fetch(
         if total >= min_bytes as usize || any_error || now >= deadline || wakeups.is_empty() {
             break results;
         }
+        waited = true;
         let timer = glommio::timer::sleep(deadline - now).fuse();
         let appended = futures::future::select_all(wakeups).fuse();
         futures::pin_mut!(timer, appended);
@@ -156,7 +159,7 @@ async fn fetch(
         }
     };
     shard.fetch_cancels.borrow_mut().remove(&fetch_id);
-    results
+    (results, waited)
 }
 
 async fn read_partition(shard: &Shard, op: &FetchPartitionOp) -> PartitionResult<FetchedBatches> {

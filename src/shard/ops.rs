@@ -137,7 +137,12 @@ pub enum OffsetQuery {
 #[derive(Debug)]
 pub enum ShardReply {
     Produce(Vec<ProducedPartition>),
-    Fetch(Vec<PartitionResult<FetchedBatches>>),
+    Fetch {
+        results: Vec<PartitionResult<FetchedBatches>>,
+        /// The shard found less than `min_bytes` at first and long-polled before answering: it
+        /// had nothing when asked (see `server::handlers::fetch` for why that matters).
+        waited: bool,
+    },
     ListOffsets(Vec<PartitionResult<(u64, i64)>>),
     PartitionInfo(Vec<PartitionResult<()>>),
     Group(GroupReply),

@@ -1,7 +1,9 @@
 //! Shard ports on a real two-shard broker: Metadata lists one port per shard (and still answers
 //! v0 without them), each served by its shard; a producer on one shard's port produces to partitions of both shards; the
 //! shard-aware producer spreads records over the shard ports; a consumer on the shared port
-//! reads everything back. A shard port that cannot be bound is one clear error at start.
+//! reads everything back; the shard-aware consumer reads each partition from its owner; a
+//! fetch spanning both shards answers with the one that has data. A shard port that cannot be
+//! bound is one clear error at start.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,16 +12,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringmq::client::{
-    AccumulatorConfig, ConnectionConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo, ShardAwareProducer,
+    AccumulatorConfig, ConnectionConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo,
+    ShardAwareConsumer, ShardAwareProducer,
 };
 use ringmq::model::PartitionId;
 use ringmq::protocol::{
-    check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode, MetadataRequest, MetadataResponse,
-    MetadataResponseV0,
+    check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode, FetchPartition, FetchRequest,
+    FetchTopic, MetadataRequest, MetadataResponse, MetadataResponseV0,
 };
 use ringmq::runtime::{open_connection, run_local, shard_connector};
 
-use crate::broker_support::{Broker, RawClient};
+use crate::broker_support::{batch, split_batches, Broker, RawClient};
 
 const TOPIC: &str = "sharded";
 const PARTITIONS: u32 = 4;
@@ -30,6 +33,28 @@ fn metadata(client: &mut RawClient) -> MetadataResponse {
     client.call(&MetadataRequest { topics: vec![TOPIC.into()] }, Vec::new()).body
 }
 
+/// One partition of shard 0 and one of shard 1 in `TOPIC`'s Metadata.
+fn one_partition_per_shard(response: &MetadataResponse) -> (u32, u32) {
+    let owners: Vec<u32> = response.topics[0].partitions.iter().map(|partition| partition.shard).collect();
+    let on_shard = |shard: u32| owners.iter().position(|&owner| owner == shard).map(|p| p as u32);
+    let (Some(zero), Some(one)) = (on_shard(0), on_shard(1)) else {
+        panic!("4 partitions over 2 shards leave each shard one: {owners:?}");
+    };
+    (zero, one)
+}
+
+/// A two-shard broker (`--fsync never`, plus `extra` flags) with `TOPIC` created; its client
+/// and `TOPIC`'s Metadata.
+fn two_shard_broker(dir: &std::path::Path, extra: &[&str]) -> (Broker, RawClient, MetadataResponse) {
+    let mut flags = vec!["--cores", "2", "--fsync", "never"];
+    flags.extend_from_slice(extra);
+    let broker = Broker::start(dir, &flags);
+    let mut client = broker.client();
+    assert_eq!(client.create_topic(TOPIC, PARTITIONS), ErrorCode::None);
+    let response = metadata(&mut client);
+    (broker, client, response)
+}
+
 /// Guards the broker side of shard ports and both producers over them, end to end: a request
 /// on a shard port for another shard's partition is still served (routed over the mesh), the
 /// shard-aware producer delivers every record with keyed records on their hash partition, and
@@ -38,21 +63,13 @@ fn metadata(client: &mut RawClient) -> MetadataResponse {
 fn producers_on_shard_ports_are_read_back_on_the_shared_port() {
     let dir = tempfile::tempdir().unwrap();
     let accepts = "info,ringmq::server::shard_main=debug";
-    let broker = Broker::start(dir.path(), &["--cores", "2", "--fsync", "never", "--log-level", accepts]);
-    let mut client = broker.client();
-    assert_eq!(client.create_topic(TOPIC, PARTITIONS), ErrorCode::None);
-
-    let response = metadata(&mut client);
+    let (broker, mut client, response) = two_shard_broker(dir.path(), &["--log-level", accepts]);
     assert_eq!(response.shard_count, 2);
     let ports = response.shard_ports.clone();
     assert_eq!(ports.len(), 2, "one port per shard: {ports:?}");
     assert!(ports.iter().all(|&port| port != 0 && port != broker.address.port()), "{ports:?}");
     assert_ne!(ports[0], ports[1]);
-    let owners: Vec<u32> = response.topics[0].partitions.iter().map(|partition| partition.shard).collect();
-    let on_shard = |shard: u32| owners.iter().position(|&owner| owner == shard).map(|p| p as u32);
-    let (Some(own), Some(other)) = (on_shard(0), on_shard(1)) else {
-        panic!("4 partitions over 2 shards leave each shard one: {owners:?}");
-    };
+    let (own, other) = one_partition_per_shard(&response);
 
     // The same request on a shard port answers the same (any API works on any port), and the
     // connection is served by that shard (its accept is logged with the client's port).
@@ -190,4 +207,157 @@ fn a_taken_shard_port_is_a_clear_start_up_error() {
     assert!(stderr.contains(&format!("127.0.0.1:{port} (the port of shard 0)")), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     drop(taken);
+}
+
+/// Guards the fetch that spans two shards: once one shard's partition meets `min_bytes`, the
+/// answer goes out with its batch and the other shard's partition is left out (PROTOCOL.md),
+/// not waited for; the cancelled long poll leaves nothing behind, so a later fetch of that
+/// partition still waits for, and returns, the next batch produced to it.
+#[test]
+fn a_fetch_spanning_two_shards_answers_with_the_shard_that_has_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut client, response) = two_shard_broker(dir.path(), &[]);
+    let (quiet, busy) = one_partition_per_shard(&response);
+
+    let mut fetcher = broker.client();
+    let both = FetchRequest {
+        max_wait_ms: 15_000,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            name: TOPIC.into(),
+            partitions: [quiet, busy]
+                .iter()
+                .map(|&partition| FetchPartition { partition, fetch_offset: 0, partition_max_bytes: 1 << 20 })
+                .collect(),
+        }],
+    };
+    let sent_at = Instant::now();
+    fetcher.send(&both, Vec::new());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(client.produce(TOPIC, busy, &[batch(7, 3)], 1).0, ErrorCode::None);
+    let response = fetcher.receive::<FetchRequest>().expect("a fetch answer");
+    // Far below the 15 s wait: the answer went out on the busy shard's data.
+    assert!(sent_at.elapsed() < Duration::from_secs(10), "answered after {:?}", sent_at.elapsed());
+    let answers = &response.body.topics[0].partitions;
+    let busy_answer = answers.iter().find(|p| p.partition == busy).expect("the busy partition is answered");
+    assert_eq!(ErrorCode::from_u16(busy_answer.error_code), ErrorCode::None);
+    let section = response
+        .payload
+        .slice(busy_answer.payload_offset as usize..(busy_answer.payload_offset + busy_answer.payload_length) as usize);
+    assert_eq!(split_batches(section).len(), 1);
+    // The quiet shard was still waiting (15 s, no data): cancelled, and not waited for.
+    assert!(answers.iter().all(|p| p.partition != quiet), "the quiet partition is left out: {answers:?}");
+
+    let address = broker.address;
+    let waiter = std::thread::spawn(move || RawClient::connect(address).fetch(TOPIC, quiet, 0, 15_000, 1));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(client.produce(TOPIC, quiet, &[batch(8, 2)], 1).0, ErrorCode::None);
+    let (code, high_watermark, batches) = waiter.join().unwrap();
+    assert_eq!((code, high_watermark, batches.len()), (ErrorCode::None, 2, 1));
+    broker.stop();
+}
+
+/// Guards the shard-aware consumer on a real two-shard broker: it opens one connection per
+/// owner shard, reads every partition back in offset order from the earliest offset, and keeps
+/// a long poll in flight on each shard: a record produced to either shard's partition while it
+/// waits is returned by the next poll, long before the fetch's `max_wait_ms`, and nothing is
+/// returned twice.
+#[test]
+fn the_shard_aware_consumer_reads_each_partition_from_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut client, response) = two_shard_broker(dir.path(), &[]);
+    let (first, second) = one_partition_per_shard(&response);
+    for partition in 0..PARTITIONS {
+        for tag in 0..3 {
+            assert_eq!(client.produce(TOPIC, partition, &[batch(tag, 2)], 1).0, ErrorCode::None);
+        }
+    }
+
+    let address = broker.address;
+    let later = move |partition: u32| {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            RawClient::connect(address).produce(TOPIC, partition, &[batch(9, 1)], 1).0
+        })
+    };
+    let ports = response.shard_ports.clone();
+    run_local(move || async move {
+        let bootstrap = open_connection(address, ConnectionConfig::default()).await.unwrap();
+        let config = ConsumerConfig { max_wait_ms: 15_000, ..ConsumerConfig::default() };
+        let mut consumer =
+            ShardAwareConsumer::new(bootstrap, address, config, shard_connector(ConnectionConfig::default()));
+        let all: Vec<_> = (0..PARTITIONS).map(|partition| (TOPIC, PartitionId(partition))).collect();
+        consumer.assign(&all).await.unwrap();
+        assert_eq!(consumer.shard_ports(), ports);
+        assert_eq!(consumer.shard_connections(), 2, "one connection per owner shard");
+        consumer.seek_all(SeekTo::Earliest).await.unwrap();
+
+        let mut offsets: HashMap<u32, Vec<u64>> = HashMap::new();
+        let expected = (PARTITIONS * 6) as usize;
+        for _ in 0..100 {
+            if offsets.values().map(Vec::len).sum::<usize>() >= expected {
+                break;
+            }
+            for record in consumer.poll().await.unwrap() {
+                offsets.entry(record.partition.0).or_default().push(record.offset.0);
+            }
+        }
+        for partition in 0..PARTITIONS {
+            assert_eq!(offsets.get(&partition), Some(&(0..6).collect::<Vec<u64>>()), "partition {partition}");
+        }
+
+        // Both shards now long-poll; data on one answers, the other's fetch stays in flight.
+        for partition in [second, first] {
+            let producer = later(partition);
+            let started = Instant::now();
+            let mut records = Vec::new();
+            for _ in 0..10 {
+                records.extend(consumer.poll().await.unwrap());
+                if !records.is_empty() {
+                    break;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
+            assert_eq!(producer.join().unwrap(), ErrorCode::None);
+            let got: Vec<(u32, u64)> = records.iter().map(|r| (r.partition.0, r.offset.0)).collect();
+            assert_eq!(got, [(partition, 6)]);
+            assert_eq!(consumer.position(TOPIC, PartitionId(partition)), Some(ringmq::model::Offset(7)));
+        }
+    })
+    .unwrap();
+    broker.stop();
+}
+
+/// Guards against starving the other shard: with data already there on both shards, a fetch
+/// over one shard's own port (its partition answers at once, the other's reply is one mesh hop
+/// away) returns both partitions' batches, every time.
+#[test]
+fn a_fetch_spanning_two_shards_returns_every_shard_that_has_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut client, response) = two_shard_broker(dir.path(), &[]);
+    let (local, remote) = one_partition_per_shard(&response);
+    let mut on_shard_zero = RawClient::connect(SocketAddr::new(broker.address.ip(), response.shard_ports[0]));
+    for round in 0..20u64 {
+        for partition in [local, remote] {
+            assert_eq!(client.produce(TOPIC, partition, &[batch(round, 1)], 1).0, ErrorCode::None);
+        }
+        let request = FetchRequest {
+            max_wait_ms: 5_000,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![FetchTopic {
+                name: TOPIC.into(),
+                partitions: [local, remote]
+                    .iter()
+                    .map(|&partition| FetchPartition { partition, fetch_offset: round, partition_max_bytes: 1 << 20 })
+                    .collect(),
+            }],
+        };
+        let answer = on_shard_zero.call(&request, Vec::new()).body;
+        let with_data: Vec<u32> =
+            answer.topics[0].partitions.iter().filter(|p| p.payload_length > 0).map(|p| p.partition).collect();
+        assert_eq!(with_data, [local, remote], "round {round}: both shards' batches");
+    }
+    broker.stop();
 }

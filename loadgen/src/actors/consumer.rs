@@ -1,4 +1,5 @@
-//! The consumer actor: one connection, one `ringmq::client::Consumer` assigned every
+//! The consumer actor: one `ringmq::client::ShardAwareConsumer` (a connection and a long poll
+//! per broker shard) or `Consumer` (one connection), see [`ConsumerClient`], assigned every
 //! partition `p` with `p mod consumers == index`, long-polling until the run says stop.
 //!
 //! End-to-end (producers in the same run): it takes its positions at the high watermark
@@ -9,10 +10,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ringmq::client::{ClientError, ConnectionConfig, Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
+use ringmq::client::{ClientError, ConsumerConfig, ConsumerRecord, SeekTo};
 use ringmq::model::PartitionId;
-use ringmq::runtime::open_connection;
 
+use super::consumer_client::ConsumerClient;
 use super::{error_name, is_connection_lost, value_sent_ns, ActorEnv, Run};
 use crate::args::ConsumeFrom;
 use crate::stats::{latency_ns, Stats, MERGE_INTERVAL_MS};
@@ -34,6 +35,9 @@ pub struct ConsumerSettings {
     /// Consumers alone: stop after this many messages in all.
     pub messages: Option<u64>,
     pub warmup_ns: u64,
+    /// A connection and a long poll per broker shard (`ShardAwareConsumer`), or one
+    /// connection to the bootstrap address (`Consumer`).
+    pub shard_aware: bool,
 }
 
 /// The partitions consumer `index` of `consumers` reads.
@@ -64,30 +68,31 @@ pub fn finished(env: &ActorEnv, settings: &ConsumerSettings, start_ns: u64, now_
 /// Runs one consumer to the end of the run.
 pub async fn run(env: ActorEnv, settings: ConsumerSettings) {
     let run = env.run.clone();
-    let connection = match open_connection(env.addr, ConnectionConfig::default()).await {
-        Ok(connection) => connection,
-        Err(error) => {
-            run.fail(format!("consumer {} cannot connect to the broker at {}: {error}", env.index, env.addr));
-            return;
-        }
-    };
     let start = match settings.from {
         ConsumeFrom::Earliest => SeekTo::Earliest,
         ConsumeFrom::Latest => SeekTo::Latest,
     };
     let config = ConsumerConfig { max_wait_ms: FETCH_MAX_WAIT_MS, start, ..ConsumerConfig::default() };
-    let mut consumer = Consumer::new(connection, config);
-    let partitions = match consumer.connection().topic_metadata(&env.topic).await {
-        Ok(metadata) => u32::try_from(metadata.partitions.len()).unwrap_or(u32::MAX),
+    let mut consumer = match ConsumerClient::connect(env.addr, config, settings.shard_aware).await {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            run.fail(format!("consumer {} cannot connect to the broker at {}: {error}", env.index, env.addr));
+            return;
+        }
+    };
+    let partitions = match consumer.partition_count(&env.topic).await {
+        Ok(partitions) => partitions,
         Err(error) => {
             run.fail(format!("consumer {}: {error}", env.index));
             return;
         }
     };
     let assigned = assigned_partitions(partitions, settings.consumers, env.index);
-    let assignment: Vec<(&str, PartitionId)> = assigned.iter().map(|&p| (env.topic.as_str(), p)).collect();
-    consumer.assign(&assignment);
     if !assigned.is_empty() {
+        if let Err(error) = consumer.assign(&env.topic, &assigned).await {
+            run.fail(format!("consumer {}: cannot assign its partitions: {error}", env.index));
+            return;
+        }
         if let Err(error) = consumer.seek_all(start).await {
             run.fail(format!("consumer {}: cannot take positions: {error}", env.index));
             return;

@@ -13,6 +13,7 @@
 //! first [`TIMESTAMP_BYTES`] bytes of the value; a consumer subtracts it from its receive time.
 
 pub mod consumer;
+pub mod consumer_client;
 pub mod group_consumer;
 pub mod producer;
 pub mod producer_client;
