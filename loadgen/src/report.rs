@@ -120,6 +120,8 @@ pub struct Results {
     pub consume: Option<Throughput>,
     pub produce_ack_latency: Option<LatencySummary>,
     pub end_to_end_latency: Option<LatencySummary>,
+    /// Open loop only: send time minus intended send time, per message.
+    pub send_lag: Option<LatencySummary>,
     pub errors: BTreeMap<String, u64>,
     pub broker_memory: Option<BrokerMemory>,
     /// `--kill-consumer-after`: how long the killed member's partitions went unconsumed.
@@ -163,6 +165,7 @@ pub fn results(stats: &Stats, windows: Windows, producers: usize, consumers: usi
         consume,
         produce_ack_latency: (producers > 0).then(|| summarize(&stats.produce_ack)),
         end_to_end_latency: (producers > 0 && consumers > 0).then(|| summarize(&stats.end_to_end)),
+        send_lag: (!stats.send_lag.is_empty()).then(|| summarize(&stats.send_lag)),
         errors: stats.errors.clone(),
         broker_memory: None,
         rebalance: None,
@@ -257,6 +260,9 @@ pub fn format_text(report: &Report) -> String {
     if let Some(latency) = &r.end_to_end_latency {
         latency_line(&mut out, "end-to-end latency", latency);
     }
+    if let Some(lag) = &r.send_lag {
+        latency_line(&mut out, "loadgen send lag", lag);
+    }
     if r.errors.is_empty() {
         let _ = writeln!(out, "{:<22} none", "errors");
     } else {
@@ -320,6 +326,20 @@ mod tests {
         assert!(text.contains("max 1.00 ms"), "{text}");
         assert!(text.contains("end-to-end latency     p50 1.00 ms"), "{text}");
         assert!(text.contains("errors                 throttled_busy × 3"), "{text}");
+        assert!(!text.contains("send lag"), "a closed loop records no send lag: {text}");
+    }
+
+    /// Guards the open loop's send-lag line: shown when lags were recorded, with percentiles.
+    #[test]
+    fn text_report_shows_the_send_lag_of_an_open_loop() {
+        let mut stats = Stats::default();
+        for i in 1..=1_000u64 {
+            stats.record_ack(i * 1_000, 1_024);
+            stats.record_send_lag(i * 100);
+        }
+        let (results, distributions) = results(&stats, Windows { produce_s: 1.0, consume_s: 0.0 }, 1, 0);
+        let text = format_text(&Report { results, distributions, ..report() });
+        assert!(text.contains("loadgen send lag       p50 50.0 µs | p90 90.0 µs | p99 99.0 µs"), "{text}");
     }
 
     /// Guards the JSON shape the integration test and PERF.md scripts read.

@@ -45,6 +45,9 @@ pub struct Stats {
     pub produce_ack: Histogram<u64>,
     /// Publish (intended send time, carried in the message) to receive by a consumer.
     pub end_to_end: Histogram<u64>,
+    /// Open loop: how late each message was handed to the client after its intended send time
+    /// (the load generator's own delay, already inside both latencies above).
+    pub send_lag: Histogram<u64>,
     pub produced_messages: u64,
     pub produced_bytes: u64,
     pub consumed_messages: u64,
@@ -58,6 +61,7 @@ impl Default for Stats {
         Stats {
             produce_ack: new_histogram(),
             end_to_end: new_histogram(),
+            send_lag: new_histogram(),
             produced_messages: 0,
             produced_bytes: 0,
             consumed_messages: 0,
@@ -72,6 +76,10 @@ impl Stats {
         self.produce_ack.saturating_record(latency_ns.max(1));
         self.produced_messages += 1;
         self.produced_bytes += bytes;
+    }
+
+    pub fn record_send_lag(&mut self, lag_ns: u64) {
+        self.send_lag.saturating_record(lag_ns.max(1));
     }
 
     pub fn record_receive(&mut self, latency_ns: Option<u64>, bytes: u64) {
@@ -92,6 +100,7 @@ impl Stats {
         // fail; a failure would only lose figures, never corrupt them.
         let _ = self.produce_ack.add(&other.produce_ack);
         let _ = self.end_to_end.add(&other.end_to_end);
+        let _ = self.send_lag.add(&other.send_lag);
         self.produced_messages += other.produced_messages;
         self.produced_bytes += other.produced_bytes;
         self.consumed_messages += other.consumed_messages;
@@ -106,6 +115,7 @@ impl Stats {
         let taken = self.clone();
         self.produce_ack.reset();
         self.end_to_end.reset();
+        self.send_lag.reset();
         self.produced_messages = 0;
         self.produced_bytes = 0;
         self.consumed_messages = 0;

@@ -208,6 +208,9 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
                 match if pacing { None } else { pacer.take_due(now) } {
                     Some(intended) => {
                         pace_until_ns = None;
+                        if intended >= state.measure_from_ns {
+                            state.local.record_send_lag(now.saturating_sub(intended));
+                        }
                         intended
                     }
                     None => {
