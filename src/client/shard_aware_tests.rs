@@ -1,4 +1,4 @@
-//! Tests of [`ShardAwareProducer`] over the in-memory fake broker: a two-shard "broker" whose
+//! Tests of [`ShardAwareProducer`] and [`ShardAwareConsumer`] over the in-memory fake broker: a two-shard "broker" whose
 //! every connection is a [`FakeStream`] named by the port it was opened to, behind a gate that
 //! can hold its responses back (to see which connection's ack wakes `poll_until`).
 
@@ -22,12 +22,13 @@ use super::connection::{Connection, ConnectionConfig};
 use super::fake_broker::{FakeStream, Handler, InstantSleeper};
 use super::partitioner::fnv1a_32;
 use super::producer::{Acks, ProducerConfig, ProducerRecord};
-use super::{partition_for_key, ClientResult, ShardAwareProducer, Sleeper};
+use super::{partition_for_key, ClientResult, ConsumerConfig, SeekTo, ShardAwareConsumer, ShardAwareProducer, Sleeper};
 use crate::model::{Offset, PartitionId};
 use crate::protocol::{
-    decode_envelope_owned, encode_response, payload_slice, ApiKey, Frame, MetadataPartition, MetadataRequest,
-    MetadataResponse, MetadataTopic, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopicResponse,
-    ResponseTo,
+    decode_envelope_owned, encode_response, payload_slice, ApiKey, FetchPartitionResponse, FetchRequest, FetchResponse,
+    FetchTopicResponse, Frame, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListOffsetsTopicResponse, MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic,
+    ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopicResponse, ResponseTo,
 };
 use crate::storage::batch::{peek_batch_length, validate};
 
@@ -47,6 +48,8 @@ struct Seen {
     connected: Vec<u16>,
     /// (port the request came in on, partition, records).
     produced: Vec<(u16, u32, u32)>,
+    /// (port the fetch came in on, partition), one entry per partition fetched.
+    fetched: Vec<(u16, u32)>,
     next_offset: HashMap<u32, u64>,
 }
 
@@ -190,6 +193,48 @@ fn broker(port: u16, seen: Rc<RefCell<Seen>>, shard_ports: &'static [u16]) -> Ha
                     topics.push(ProduceTopicResponse { name: topic.name.clone(), partitions });
                 }
                 respond(&frame, &ProduceResponse { topics })
+            }
+            key if key == ApiKey::ListOffsets.as_u16() => {
+                let request: ListOffsetsRequest = decode_envelope_owned(frame.envelope.as_slice()).expect("list");
+                let topics = request
+                    .topics
+                    .iter()
+                    .map(|topic| ListOffsetsTopicResponse {
+                        name: topic.name.clone(),
+                        partitions: topic
+                            .partitions
+                            .iter()
+                            .map(|p| ListOffsetsPartitionResponse {
+                                partition: p.partition,
+                                error_code: 0,
+                                offset: 0,
+                                timestamp_ms: -1,
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                respond(&frame, &ListOffsetsResponse { topics })
+            }
+            key if key == ApiKey::Fetch.as_u16() => {
+                // Nothing stored: every partition answers at once with no batch.
+                let request: FetchRequest = decode_envelope_owned(frame.envelope.as_slice()).expect("fetch");
+                let mut topics = Vec::new();
+                for topic in &request.topics {
+                    let mut partitions = Vec::new();
+                    for part in &topic.partitions {
+                        seen.fetched.push((port, part.partition));
+                        partitions.push(FetchPartitionResponse {
+                            partition: part.partition,
+                            error_code: 0,
+                            high_watermark: 0,
+                            log_start_offset: 0,
+                            payload_offset: 0,
+                            payload_length: 0,
+                        });
+                    }
+                    topics.push(FetchTopicResponse { name: topic.name.clone(), partitions });
+                }
+                respond(&frame, &FetchResponse { topics })
             }
             other => panic!("unexpected api key {other}"),
         };
@@ -509,4 +554,74 @@ fn an_unreachable_shard_port_is_replaced_by_the_bootstrap_address() {
 fn open(handler: Handler) -> Connection<GatedStream> {
     let stream = GatedStream { inner: FakeStream::new(7, handler), gate: Gate::opened() };
     Connection::new(stream, ConnectionConfig::default(), Rc::new(InstantSleeper))
+}
+
+/// Assigns every partition of "t" to a shard-aware consumer on the fake broker listing
+/// `shard_ports`, whose connections follow `rule`, positions them and polls once; returns what
+/// the broker saw and how many shard connections the consumer holds.
+fn consume_once(shard_ports: &'static [u16], rule: ConnectRule) -> (Rc<RefCell<Seen>>, usize) {
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let bootstrap = open(broker(BOOTSTRAP_PORT, Rc::clone(&seen), shard_ports));
+    let connector = {
+        let seen = Rc::clone(&seen);
+        move |address: SocketAddr| {
+            seen.borrow_mut().connected.push(address.port());
+            let result = rule(address.port(), 1, &seen);
+            async move { result }
+        }
+    };
+    let address = SocketAddr::from(([127, 0, 0, 1], BOOTSTRAP_PORT));
+    let mut consumer = ShardAwareConsumer::new(bootstrap, address, ConsumerConfig::default(), connector);
+    let connections = block_on(async {
+        let all: Vec<_> = (0..PARTITIONS).map(|partition| ("t", PartitionId(partition))).collect();
+        consumer.assign(&all).await.unwrap();
+        consumer.seek_all(SeekTo::Earliest).await.unwrap();
+        assert!(consumer.poll().await.unwrap().is_empty(), "nothing stored, nothing returned");
+        assert_eq!(consumer.position("t", PartitionId(3)), Some(Offset(0)));
+        consumer.shard_connections()
+    });
+    (seen, connections)
+}
+
+/// Guards the shard-aware consumer's routing: one connection per owner shard, each partition
+/// fetched on its owner's port only, nothing fetched on the bootstrap connection.
+#[test]
+fn the_consumer_fetches_each_partition_on_its_owners_port() {
+    let rule: ConnectRule = |port, _, seen| Ok(open(broker(port, Rc::clone(seen), &SHARD_PORTS)));
+    let (seen, connections) = consume_once(&SHARD_PORTS, rule);
+    let seen = seen.borrow();
+    assert_eq!(connections, 2);
+    assert_eq!(seen.connected, SHARD_PORTS);
+    assert_eq!(seen.fetched.len(), PARTITIONS as usize, "one fetch per shard: {:?}", seen.fetched);
+    for &(port, partition) in &seen.fetched {
+        assert_eq!(port, SHARD_PORTS[owner(partition)], "partition {partition} fetched on port {port}");
+    }
+}
+
+/// Guards the consumer's fallbacks: a broker without shard ports is read over one connection
+/// to the bootstrap address, and a shard port that refuses connections is replaced by one.
+#[test]
+fn the_consumer_falls_back_to_the_bootstrap_address() {
+    let rule: ConnectRule = |port, _, seen| Ok(open(broker(port, Rc::clone(seen), &[])));
+    let (seen, connections) = consume_once(&[], rule);
+    let seen = seen.borrow();
+    assert_eq!((connections, seen.connected.as_slice()), (1, &[BOOTSTRAP_PORT][..]));
+    assert!(seen.fetched.iter().all(|&(port, _)| port == BOOTSTRAP_PORT), "{:?}", seen.fetched);
+    assert_eq!(seen.fetched.len(), PARTITIONS as usize);
+
+    let rule: ConnectRule = |port, _, seen| {
+        if port == SHARD_PORTS[1] {
+            refused()
+        } else {
+            Ok(open(broker(port, Rc::clone(seen), &SHARD_PORTS)))
+        }
+    };
+    let (seen, connections) = consume_once(&SHARD_PORTS, rule);
+    let seen = seen.borrow();
+    assert_eq!(connections, 2);
+    assert_eq!(seen.connected, [SHARD_PORTS[0], SHARD_PORTS[1], BOOTSTRAP_PORT]);
+    for &(port, partition) in &seen.fetched {
+        let expected = if owner(partition) == 0 { SHARD_PORTS[0] } else { BOOTSTRAP_PORT };
+        assert_eq!(port, expected, "partition {partition}");
+    }
 }
