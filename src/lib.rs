@@ -13,8 +13,9 @@
 //! in place. Each partition belongs to one shard, chosen by a stable hash of topic and
 //! partition; work for a partition owned elsewhere crosses cores over a bounded channel mesh,
 //! one hop there and one back — unless the client connected to the owner's own *shard port*
-//! (listed by Metadata; `client::ShardAwareProducer` and `client::ShardAwareConsumer` do). The owner stamps offsets into the
-//! batch in place, copies it into its aligned write buffer, and writes it with O_DIRECT; with
+//! (listed by Metadata; `client::ShardAwareProducer` and `client::ShardAwareConsumer` do).
+//! The owner stamps offsets into the batch in place, copies it into its aligned write buffer,
+//! and writes it with O_DIRECT; with
 //! `--fsync always` the answer waits for an fdatasync that covers it, shared with every append
 //! waiting at the same time. A fetch goes the same way and is answered with the stored batches,
 //! unchanged, from the shard's in-memory tail cache or by aligned DMA reads; a fetch waiting for
