@@ -106,8 +106,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareConsumer<S> {
     }
 
     /// Replaces the assignment: each partition goes to its owner shard's consumer. Positions
-    /// are kept for partitions that stay assigned. Fails when a topic is unknown or a shard's
-    /// connection (and the bootstrap fallback) cannot be opened.
+    /// are kept for partitions that stay assigned (owners are read once per topic, so a
+    /// partition always goes to the same shard's consumer, which keeps its position). Fails
+    /// when a topic is unknown or a shard's connection (and the bootstrap fallback) cannot be
+    /// opened.
     pub async fn assign(&mut self, partitions: &[(&str, PartitionId)]) -> ClientResult<()> {
         let mut per_shard: Vec<Vec<(&str, PartitionId)>> = Vec::new();
         for &(topic, partition) in partitions {
@@ -118,10 +120,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareConsumer<S> {
             }
             per_shard[index].push((topic, partition));
         }
-        let kept: Vec<(&str, PartitionId, Offset)> = partitions
-            .iter()
-            .filter_map(|&(topic, partition)| self.position(topic, partition).map(|offset| (topic, partition, offset)))
-            .collect();
         self.buffered.clear();
         for index in 0..self.consumers.len().max(per_shard.len()) {
             let assigned = per_shard.get(index).map(Vec::as_slice).unwrap_or_default();
@@ -131,14 +129,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareConsumer<S> {
                 }
                 continue;
             }
-            let consumer = self.consumer_for(index).await?;
-            consumer.assign(assigned);
-            // A partition that moved here from another shard's consumer keeps its position.
-            for &(topic, partition, offset) in &kept {
-                if assigned.contains(&(topic, partition)) && consumer.position(topic, partition).is_none() {
-                    consumer.seek(topic, partition, SeekTo::Offset(offset)).await?;
-                }
-            }
+            self.consumer_for(index).await?.assign(assigned);
         }
         Ok(())
     }

@@ -92,10 +92,7 @@ pub async fn handle(shard: &Rc<Shard>, to: ResponseTo, frame: &OwnedFrame) -> Re
                 results.insert(result.topic_partition.clone(), result);
             }
         }
-        if !several_shards || received_bytes < min_bytes as usize || pending.is_empty() {
-            continue;
-        }
-        if cancelled {
+        if cancelled || !several_shards || received_bytes < min_bytes as usize || pending.is_empty() {
             continue;
         }
         cancelled = true;
