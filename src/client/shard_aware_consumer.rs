@@ -20,6 +20,10 @@
 //! bootstrap host at that shard's port, or to the bootstrap address when that port cannot be
 //! reached. A broker that lists no shard ports gets every partition on one connection to the
 //! bootstrap address. Owners are read once per topic, as in [`super::ShardAwareProducer`].
+//!
+//! Not handled yet: reconnection. A shard connection that breaks (a restarted broker) fails
+//! the poll with the connection's error, as [`Consumer`] does; the caller makes a new consumer
+//! and seeks it to the positions it had.
 
 use std::collections::VecDeque;
 use std::future::Future;
