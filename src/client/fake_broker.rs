@@ -90,3 +90,32 @@ impl Sleeper for InstantSleeper {
 pub fn connection(chunk_bytes: usize, config: ConnectionConfig, handler: Handler) -> Connection<FakeStream> {
     Connection::new(FakeStream::new(chunk_bytes, handler), config, Rc::new(InstantSleeper))
 }
+
+/// The ListOffsets answer of a fake broker: every asked partition, with the offset `offset_of`
+/// gives for its spec, and no timestamp.
+pub fn list_offsets_answer(
+    frame: &Frame,
+    offset_of: impl Fn(u32, &crate::protocol::OffsetSpec) -> u64,
+) -> crate::protocol::ListOffsetsResponse {
+    use crate::protocol::{ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsTopicResponse};
+    let request: ListOffsetsRequest =
+        crate::protocol::decode_envelope_owned(frame.envelope.as_slice()).expect("a ListOffsets request");
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| ListOffsetsTopicResponse {
+            name: topic.name.clone(),
+            partitions: topic
+                .partitions
+                .iter()
+                .map(|p| ListOffsetsPartitionResponse {
+                    partition: p.partition,
+                    error_code: 0,
+                    offset: offset_of(p.partition, &p.spec),
+                    timestamp_ms: -1,
+                })
+                .collect(),
+        })
+        .collect();
+    crate::protocol::ListOffsetsResponse { topics }
+}

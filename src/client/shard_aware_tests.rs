@@ -19,15 +19,14 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::accumulator::{record_bytes_estimate, AccumulatorConfig};
 use super::connection::{Connection, ConnectionConfig};
-use super::fake_broker::{FakeStream, Handler, InstantSleeper};
+use super::fake_broker::{list_offsets_answer, FakeStream, Handler, InstantSleeper};
 use super::partitioner::fnv1a_32;
 use super::producer::{Acks, ProducerConfig, ProducerRecord};
 use super::{partition_for_key, ClientResult, ConsumerConfig, SeekTo, ShardAwareConsumer, ShardAwareProducer, Sleeper};
 use crate::model::{Offset, PartitionId};
 use crate::protocol::{
     decode_envelope_owned, encode_response, payload_slice, ApiKey, FetchPartitionResponse, FetchRequest, FetchResponse,
-    FetchTopicResponse, Frame, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ListOffsetsTopicResponse, MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic,
+    FetchTopicResponse, Frame, MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic,
     ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopicResponse, ResponseTo,
 };
 use crate::storage::batch::{peek_batch_length, validate};
@@ -194,27 +193,7 @@ fn broker(port: u16, seen: Rc<RefCell<Seen>>, shard_ports: &'static [u16]) -> Ha
                 }
                 respond(&frame, &ProduceResponse { topics })
             }
-            key if key == ApiKey::ListOffsets.as_u16() => {
-                let request: ListOffsetsRequest = decode_envelope_owned(frame.envelope.as_slice()).expect("list");
-                let topics = request
-                    .topics
-                    .iter()
-                    .map(|topic| ListOffsetsTopicResponse {
-                        name: topic.name.clone(),
-                        partitions: topic
-                            .partitions
-                            .iter()
-                            .map(|p| ListOffsetsPartitionResponse {
-                                partition: p.partition,
-                                error_code: 0,
-                                offset: 0,
-                                timestamp_ms: -1,
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                respond(&frame, &ListOffsetsResponse { topics })
-            }
+            key if key == ApiKey::ListOffsets.as_u16() => respond(&frame, &list_offsets_answer(&frame, |_, _| 0)),
             key if key == ApiKey::Fetch.as_u16() => {
                 // Nothing stored: every partition answers at once with no batch.
                 let request: FetchRequest = decode_envelope_owned(frame.envelope.as_slice()).expect("fetch");

@@ -12,7 +12,7 @@ use futures_lite::future::block_on;
 use super::accumulator::AccumulatorConfig;
 use super::connection::ConnectionConfig;
 use super::consumer::decode_batches;
-use super::fake_broker::{connection, Handler};
+use super::fake_broker::{connection, list_offsets_answer, Handler};
 use super::{
     partition_for_key, Acks, Backoff, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo,
 };
@@ -21,8 +21,7 @@ use crate::model::{LeaderEpoch, Offset, PartitionId};
 use crate::protocol::InitProducerIdResponse;
 use crate::protocol::{
     decode_envelope_owned, encode_error_response, encode_response, payload_slice, ApiKey, ErrorCode,
-    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse, Frame, ListOffsetsPartitionResponse,
-    ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResponse, MetadataPartition, MetadataRequest,
+    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse, Frame, MetadataPartition, MetadataRequest,
     MetadataResponse, MetadataTopic, OffsetSpec, PayloadBuilder, ProducePartitionResponse, ProduceRequest,
     ProduceResponse, ProduceTopicResponse, ResponseTo, OFFSET_UNKNOWN,
 };
@@ -273,28 +272,11 @@ fn mini_broker(state: Rc<RefCell<MiniBroker>>) -> Handler {
                 respond(&frame, &InitProducerIdResponse { error_code: 0, producer_id, producer_epoch: 0 }, Vec::new())
             }
             k if k == ApiKey::ListOffsets.as_u16() => {
-                let request: ListOffsetsRequest = decode_envelope_owned(frame.envelope.as_slice()).unwrap();
-                let topics = request
-                    .topics
-                    .iter()
-                    .map(|t| ListOffsetsTopicResponse {
-                        name: t.name.clone(),
-                        partitions: t
-                            .partitions
-                            .iter()
-                            .map(|p| ListOffsetsPartitionResponse {
-                                partition: p.partition,
-                                error_code: 0,
-                                offset: match p.spec {
-                                    OffsetSpec::Latest => broker.next_offset.get(&p.partition).copied().unwrap_or(0),
-                                    _ => 0,
-                                },
-                                timestamp_ms: -1,
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                respond(&frame, &ListOffsetsResponse { topics }, Vec::new())
+                let answer = list_offsets_answer(&frame, |partition, spec| match spec {
+                    OffsetSpec::Latest => broker.next_offset.get(&partition).copied().unwrap_or(0),
+                    _ => 0,
+                });
+                respond(&frame, &answer, Vec::new())
             }
             k if k == ApiKey::Fetch.as_u16() => {
                 let request: FetchRequest = decode_envelope_owned(frame.envelope.as_slice()).unwrap();
