@@ -182,7 +182,7 @@ pub struct Args {
     /// Partitions of the topic when it is created.
     #[arg(long, default_value_t = 2)]
     pub partitions: u32,
-    /// Value size of each message (the first 8 bytes carry the send timestamp).
+    /// Value size of each message (with consumers, the first 8 bytes carry the send timestamp).
     #[arg(long, default_value = "1KiB", value_parser = parse_bytes)]
     pub message_bytes: usize,
     /// Keys: none, random, or distinct:K.

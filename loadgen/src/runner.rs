@@ -234,6 +234,7 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
             stop_after_ns,
             warmup_ns,
             shard_aware: args.shard_aware,
+            stamp_values: args.consumers > 0,
         };
         let env = env(index);
         let cpu = cpu_of(args, index);

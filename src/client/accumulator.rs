@@ -3,8 +3,10 @@
 //! `batch_bytes`, and *ready* when closed or older than `linger`. No I/O and no clock of its
 //! own: the caller passes `now`, so every decision is a plain function of its inputs.
 //!
-//! `T` is what the caller attaches to each record (the producer's delivery slot); it comes
-//! back with the batch, in record order.
+//! `T` is what the caller attaches to each batch (the producer's delivery outcome, shared by
+//! the batch's records, see [`BatchToken`]): made when the batch opens, shared with every
+//! record appended to it, and handed back with the closed batch. Per batch, not per record: a
+//! 1 MiB batch of 1 KiB records costs one token, not a thousand.
 
 use bytes::Bytes;
 use std::collections::hash_map::Entry;
@@ -38,19 +40,32 @@ impl Default for AccumulatorConfig {
     }
 }
 
-/// A batch ready to send: its records (not yet serialized) and the caller's tokens.
+/// What the accumulator needs of the token it keeps per batch.
+pub trait BatchToken: Default {
+    /// What each record appended to the batch gets (the producer: a handle on the outcome).
+    type Share;
+    fn share(&self) -> Self::Share;
+}
+
+/// No token (tests, or a caller that only wants the batching).
+impl BatchToken for () {
+    type Share = ();
+    fn share(&self) {}
+}
+
+/// A batch ready to send: its records (not yet serialized) and the caller's token.
 #[derive(Debug)]
 pub struct ClosedBatch<T> {
     pub topic: String,
     pub partition: PartitionId,
     pub builder: BatchBuilder,
-    pub tokens: Vec<T>,
+    pub token: T,
 }
 
 #[derive(Debug)]
 struct OpenBatch<T> {
     builder: BatchBuilder,
-    tokens: Vec<T>,
+    token: T,
     /// Tells this batch's entry in `Accumulator::by_age` from a closed predecessor's.
     id: u64,
 }
@@ -76,6 +91,8 @@ pub struct Appended {
     /// A batch of this partition was closed by this append (the previous one, to make room, or
     /// the new one, because it reached `batch_bytes`): a sticky partitioner moves on.
     pub batch_closed: bool,
+    /// The record's position in its batch: its offset is the batch's base offset plus this.
+    pub record_index: u32,
 }
 
 /// Open and closed batches of one producer.
@@ -97,7 +114,7 @@ pub struct Accumulator<T> {
     records: usize,
 }
 
-impl<T> Accumulator<T> {
+impl<T: BatchToken> Accumulator<T> {
     pub fn new(config: AccumulatorConfig, batch_config: BatchBuilderConfig) -> Accumulator<T> {
         Accumulator {
             config,
@@ -126,6 +143,7 @@ impl<T> Accumulator<T> {
     }
 
     /// Adds one record to the open batch of `topic`/`partition`, closing batches as needed.
+    /// Returns what happened and the record's share of its batch's token.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
@@ -136,8 +154,7 @@ impl<T> Accumulator<T> {
         key: Option<Bytes>,
         value: Bytes,
         headers: &[(&str, &[u8])],
-        token: T,
-    ) -> Appended {
+    ) -> (Appended, T::Share) {
         let record_bytes = record_bytes_estimate(key.as_deref(), &value, headers);
         let slot = (self.topic_index(topic), partition);
         let mut batch_closed = false;
@@ -157,11 +174,12 @@ impl<T> Accumulator<T> {
                 // Callers pass a monotonic clock, so this is a push at the back.
                 let at = self.by_age.partition_point(|entry| entry.opened_at <= now);
                 self.by_age.insert(at, AgeEntry { opened_at: now, slot, id });
-                vacant.insert(OpenBatch { builder: BatchBuilder::new(self.batch_config), tokens: Vec::new(), id })
+                vacant.insert(OpenBatch { builder: BatchBuilder::new(self.batch_config), token: T::default(), id })
             }
         };
+        let record_index = u32::try_from(open.builder.record_count()).unwrap_or(u32::MAX);
         open.builder.push_shared(timestamp, key, value, headers);
-        open.tokens.push(token);
+        let share = open.token.share();
         self.records += 1;
         if open.builder.estimated_bytes() >= self.config.batch_bytes {
             self.close(&slot);
@@ -170,7 +188,7 @@ impl<T> Accumulator<T> {
         if batch_closed {
             self.drop_closed_front();
         }
-        Appended { batch_closed }
+        (Appended { batch_closed, record_index }, share)
     }
 
     /// The index of `topic`, added on first use. Most producers append to one topic: the most
@@ -194,7 +212,7 @@ impl<T> Accumulator<T> {
                 topic: self.topics.get(slot.0 as usize).cloned().unwrap_or_default(),
                 partition: slot.1,
                 builder: open.builder,
-                tokens: open.tokens,
+                token: open.token,
             });
         }
     }
@@ -223,7 +241,7 @@ impl<T> Accumulator<T> {
             }
         }
         let drained: Vec<ClosedBatch<T>> = self.closed.drain(..).collect();
-        self.records -= drained.iter().map(|b| b.tokens.len()).sum::<usize>();
+        self.records -= drained.iter().map(|b| b.builder.record_count()).sum::<usize>();
         drained
     }
 
@@ -257,37 +275,67 @@ pub fn record_bytes_estimate(key: Option<&[u8]>, value: &[u8], headers: &[(&str,
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
 
-    fn accumulator(batch_bytes: usize, linger_ms: u64) -> Accumulator<u32> {
+    /// A token numbering batches in the order they open, so that tests can tell them apart.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Opened(u32);
+
+    thread_local! {
+        static NEXT_OPENED: Cell<u32> = const { Cell::new(0) };
+    }
+
+    impl Default for Opened {
+        fn default() -> Opened {
+            Opened(NEXT_OPENED.with(|next| next.replace(next.get() + 1)))
+        }
+    }
+
+    impl BatchToken for Opened {
+        type Share = u32;
+        fn share(&self) -> u32 {
+            self.0
+        }
+    }
+
+    fn accumulator(batch_bytes: usize, linger_ms: u64) -> Accumulator<Opened> {
         Accumulator::new(
             AccumulatorConfig { batch_bytes, linger: Duration::from_millis(linger_ms) },
             BatchBuilderConfig::default(),
         )
     }
 
-    fn push(acc: &mut Accumulator<u32>, partition: u32, now: Instant, token: u32) -> Appended {
-        acc.append(
-            "t",
-            PartitionId(partition),
-            now,
-            TimestampMs(1_000),
-            None,
-            Bytes::from_static(&[7u8; 100]),
-            &[],
-            token,
-        )
+    /// Appends a 100-byte record; what happened and the number of the record's batch.
+    fn push(acc: &mut Accumulator<Opened>, partition: u32, now: Instant) -> (Appended, u32) {
+        acc.append("t", PartitionId(partition), now, TimestampMs(1_000), None, Bytes::from_static(&[7u8; 100]), &[])
     }
 
-    /// Guards the size rule: a batch is closed before a record would take it past
-    /// `batch_bytes`, tokens come back in order, and every built batch stays under the target.
+    /// Guards the size rule and the per-batch token: a batch is closed before a record would
+    /// take it past `batch_bytes`; every record shares its batch's token, at consecutive
+    /// positions from 0; batches come back in order with their own token; every built batch
+    /// stays under the target.
     #[test]
     fn batches_close_at_the_size_target() {
         let now = Instant::now();
         let mut acc = accumulator(1_024, 1_000);
         let mut closes = 0;
-        for token in 0..20 {
-            if push(&mut acc, 0, now, token).batch_closed {
+        // (batch number, records so far) per batch, in append order.
+        let mut batches: Vec<(u32, usize)> = Vec::new();
+        for _ in 0..20 {
+            let (appended, batch) = push(&mut acc, 0, now);
+            match batches.last_mut() {
+                Some((last, records)) if *last == batch => {
+                    assert_eq!(appended.record_index as usize, *records, "positions are consecutive");
+                    *records += 1;
+                }
+                _ => {
+                    assert_eq!(appended.record_index, 0, "a new batch starts at position 0");
+                    batches.push((batch, 1));
+                }
+            }
+            if appended.batch_closed {
                 closes += 1;
             }
         }
@@ -296,13 +344,10 @@ mod tests {
         assert!(acc.has_ready(now), "closed batches are ready before linger");
         let ready = acc.drain_ready(now, false);
         assert_eq!(ready.len(), closes);
-        let mut next = 0;
-        for batch in ready {
+        for (batch, &(number, records)) in ready.into_iter().zip(&batches) {
+            assert_eq!(batch.token, Opened(number), "batches come back in order with their token");
+            assert_eq!(batch.builder.record_count(), records);
             assert!(batch.builder.estimated_bytes() <= 1_024);
-            for token in batch.tokens {
-                assert_eq!(token, next);
-                next += 1;
-            }
             let built = batch.builder.build().unwrap();
             crate::storage::batch::validate(&built).unwrap();
         }
@@ -311,7 +356,9 @@ mod tests {
         assert!(!acc.has_ready(now));
         let rest = acc.drain_ready(now, true);
         assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0].tokens.first(), Some(&next));
+        let (number, records) = batches[closes];
+        assert_eq!((rest[0].token.0, rest[0].builder.record_count()), (number, records));
+        assert_eq!(batches.len(), closes + 1);
         assert!(acc.is_empty());
     }
 
@@ -322,8 +369,8 @@ mod tests {
         let start = Instant::now();
         let mut acc = accumulator(1 << 20, 10);
         assert_eq!(acc.next_linger_deadline(), None);
-        push(&mut acc, 0, start, 0);
-        push(&mut acc, 1, start + Duration::from_millis(4), 1);
+        push(&mut acc, 0, start);
+        push(&mut acc, 1, start + Duration::from_millis(4));
         assert_eq!(acc.next_linger_deadline(), Some(start + Duration::from_millis(10)));
         assert!(!acc.has_ready(start + Duration::from_millis(9)));
         assert!(acc.drain_ready(start + Duration::from_millis(9), false).is_empty());
@@ -344,9 +391,9 @@ mod tests {
         let start = Instant::now();
         let mut acc = accumulator(1_000, 10);
         let at = |ms: u64| start + Duration::from_millis(ms);
-        push(&mut acc, 0, at(0), 0);
-        push(&mut acc, 1, at(2), 1);
-        let closed_by_size = (2..100).any(|token| push(&mut acc, 0, at(4), token).batch_closed);
+        push(&mut acc, 0, at(0));
+        push(&mut acc, 1, at(2));
+        let closed_by_size = (2..100).any(|_| push(&mut acc, 0, at(4)).0.batch_closed);
         assert!(closed_by_size, "100-byte records fill a 1,000-byte batch");
         let full = acc.drain_ready(at(5), false);
         assert!(!full.is_empty() && full.iter().all(|b| b.partition == PartitionId(0)), "only full batches");
@@ -369,8 +416,8 @@ mod tests {
     fn oversized_record_gets_its_own_batch() {
         let now = Instant::now();
         let mut acc = accumulator(256, 1_000);
-        push(&mut acc, 0, now, 0);
-        let appended = acc.append(
+        let (_, first) = push(&mut acc, 0, now);
+        let (appended, second) = acc.append(
             "t",
             PartitionId(0),
             now,
@@ -378,13 +425,14 @@ mod tests {
             Some(Bytes::from_static(b"k")),
             Bytes::from_static(&[1u8; 4096]),
             &[("h", b"v")],
-            1,
         );
         assert!(appended.batch_closed);
+        assert_eq!(appended.record_index, 0);
+        assert_ne!(first, second);
         let ready = acc.drain_ready(now, false);
         assert_eq!(ready.len(), 2);
-        assert_eq!(ready[0].tokens, [0]);
-        assert_eq!(ready[1].tokens, [1]);
+        assert_eq!((&ready[0].token, ready[0].builder.record_count()), (&Opened(first), 1));
+        assert_eq!((&ready[1].token, ready[1].builder.record_count()), (&Opened(second), 1));
     }
 
     /// Guards the topic indexes: the same partition number of two topics is two batches, each
@@ -393,17 +441,20 @@ mod tests {
     fn topics_keep_their_own_batches() {
         let now = Instant::now();
         let mut acc = accumulator(1 << 20, 60_000);
-        for (token, topic) in ["a", "b", "a", "c", "b", "a"].into_iter().enumerate() {
-            acc.append(topic, PartitionId(0), now, TimestampMs(1), None, Bytes::from_static(b"v"), &[], token as u32);
+        let mut batch_of: Vec<(&str, u32, u32)> = Vec::new();
+        for topic in ["a", "b", "a", "c", "b", "a"] {
+            let (appended, batch) =
+                acc.append(topic, PartitionId(0), now, TimestampMs(1), None, Bytes::from_static(b"v"), &[]);
+            batch_of.push((topic, batch, appended.record_index));
         }
+        let same_batch = |x: usize, y: usize| batch_of[x].1 == batch_of[y].1;
+        assert!(same_batch(0, 2) && same_batch(2, 5) && same_batch(1, 4) && !same_batch(0, 1) && !same_batch(3, 0));
+        assert_eq!(batch_of.iter().map(|b| b.2).collect::<Vec<_>>(), [0, 0, 1, 0, 1, 2]);
         let drained = acc.drain_ready(now, true);
-        let mut by_topic: Vec<(String, Vec<u32>)> =
-            drained.into_iter().map(|batch| (batch.topic, batch.tokens)).collect();
+        let mut by_topic: Vec<(String, usize)> =
+            drained.into_iter().map(|batch| (batch.topic, batch.builder.record_count())).collect();
         by_topic.sort();
-        assert_eq!(
-            by_topic,
-            vec![("a".to_owned(), vec![0, 2, 5]), ("b".to_owned(), vec![1, 4]), ("c".to_owned(), vec![3])]
-        );
+        assert_eq!(by_topic, vec![("a".to_owned(), 3), ("b".to_owned(), 2), ("c".to_owned(), 1)]);
         assert!(acc.is_empty());
     }
 }

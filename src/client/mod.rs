@@ -49,7 +49,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use accumulator::{Accumulator, AccumulatorConfig};
+pub use accumulator::{Accumulator, AccumulatorConfig, BatchToken};
 pub use admin::{Committer, GroupOffset, TopicConfig, TopicPartitionOffset};
 pub use connection::{Connection, ConnectionConfig, Pending, Response};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};

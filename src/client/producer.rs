@@ -39,7 +39,7 @@ use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use rustc_hash::FxHashMap;
 
-use super::accumulator::{Accumulator, AccumulatorConfig, ClosedBatch};
+use super::accumulator::{Accumulator, AccumulatorConfig, BatchToken, ClosedBatch};
 use super::connection::{Connection, Pending, Response};
 use super::error::{ClientError, ClientResult};
 use super::idempotence::{ProducerIdentity, Sequences};
@@ -152,21 +152,37 @@ pub struct ProducerRecord {
     pub timestamp: Option<TimestampMs>,
 }
 
+/// The outcome of one batch, shared by the delivery futures of its records: one allocation
+/// and one completion per batch, not per record.
 #[derive(Debug, Default)]
-struct Slot {
-    result: Option<ClientResult<Delivery>>,
-    waker: Option<Waker>,
+struct BatchOutcome {
+    /// The batch's partition and base offset (`None` with `acks = 0`), or why it failed.
+    result: Option<ClientResult<(PartitionId, Option<Offset>)>>,
+    /// Tasks awaiting a record of the batch; at most one per task.
+    wakers: Vec<Waker>,
 }
 
 /// Resolves to the record's [`Delivery`] once its batch is acknowledged (or failed for good).
 /// See the module doc: the producer must be driven for it to resolve.
 #[derive(Debug)]
-pub struct DeliveryFuture(Rc<RefCell<Slot>>);
+pub struct DeliveryFuture {
+    batch: Rc<RefCell<BatchOutcome>>,
+    /// The record's position in its batch.
+    record_index: u32,
+}
 
 impl DeliveryFuture {
     /// The outcome if it is known, without waiting.
     pub fn try_result(&self) -> Option<ClientResult<Delivery>> {
-        self.0.borrow().result.clone()
+        let batch = self.batch.borrow();
+        let result = batch.result.as_ref()?;
+        Some(match result {
+            Ok((partition, base)) => Ok(Delivery {
+                partition: *partition,
+                offset: base.map(|base| Offset(base.0.saturating_add(u64::from(self.record_index)))),
+            }),
+            Err(error) => Err(error.clone()),
+        })
     }
 }
 
@@ -174,34 +190,44 @@ impl Future for DeliveryFuture {
     type Output = ClientResult<Delivery>;
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = self.0.borrow_mut();
-        match slot.result.clone() {
-            Some(result) => Poll::Ready(result),
-            None => {
-                slot.waker = Some(context.waker().clone());
-                Poll::Pending
-            }
+        if let Some(result) = self.try_result() {
+            return Poll::Ready(result);
         }
+        let mut batch = self.batch.borrow_mut();
+        if !batch.wakers.iter().any(|waker| waker.will_wake(context.waker())) {
+            batch.wakers.push(context.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
-/// The producer's end of a delivery future.
-#[derive(Debug)]
-struct DeliverySender(Rc<RefCell<Slot>>);
+/// The producer's end of a batch's delivery futures: the accumulator's token per batch.
+#[derive(Debug, Default)]
+struct DeliverySender(Rc<RefCell<BatchOutcome>>);
+
+impl BatchToken for DeliverySender {
+    type Share = Rc<RefCell<BatchOutcome>>;
+    fn share(&self) -> Rc<RefCell<BatchOutcome>> {
+        Rc::clone(&self.0)
+    }
+}
 
 impl DeliverySender {
-    fn pair() -> (DeliverySender, DeliveryFuture) {
-        let slot = Rc::new(RefCell::new(Slot::default()));
-        (DeliverySender(Rc::clone(&slot)), DeliveryFuture(slot))
+    /// Resolves every record of the batch: offsets from `base` in record order, or the error.
+    fn complete(self, result: ClientResult<(PartitionId, Option<Offset>)>) {
+        self.resolve(result);
     }
 
-    fn complete(self, result: ClientResult<Delivery>) {
-        let waker = {
-            let mut slot = self.0.borrow_mut();
-            slot.result = Some(result);
-            slot.waker.take()
+    fn resolve(&self, result: ClientResult<(PartitionId, Option<Offset>)>) {
+        let wakers = {
+            let Ok(mut batch) = self.0.try_borrow_mut() else { return };
+            if batch.result.is_some() {
+                return;
+            }
+            batch.result = Some(result);
+            std::mem::take(&mut batch.wakers)
         };
-        if let Some(waker) = waker {
+        for waker in wakers {
             waker.wake();
         }
     }
@@ -209,43 +235,23 @@ impl DeliverySender {
 
 impl Drop for DeliverySender {
     /// A sender dropped unsettled (a bug, or the producer dropped with records queued) fails
-    /// its future instead of leaving it pending forever.
+    /// its futures instead of leaving them pending forever.
     fn drop(&mut self) {
-        let waker = {
-            let Ok(mut slot) = self.0.try_borrow_mut() else {
-                return;
-            };
-            if slot.result.is_some() {
-                return;
-            }
-            slot.result = Some(Err(ClientError::InvalidArgument(
-                "the producer was dropped before the record was acknowledged".to_owned(),
-            )));
-            slot.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.resolve(Err(ClientError::InvalidArgument(
+            "the producer was dropped before the record was acknowledged".to_owned(),
+        )));
     }
 }
 
 /// Groups parts by topic and lays their batches out in one payload section: each partition
-/// gets one range holding its batches back to back.
+/// gets the range of its batch.
 fn produce_topics(
     parts: &[PartitionBatches],
 ) -> Result<(Vec<ProduceTopic>, Vec<Bytes>), crate::protocol::ProtocolError> {
     let mut payload = PayloadBuilder::new();
     let mut topics: Vec<ProduceTopic> = Vec::new();
     for part in parts {
-        let mut range: Option<PayloadRange> = None;
-        for batch in &part.batches {
-            let pushed = payload.push(batch.clone())?;
-            match range.as_mut() {
-                None => range = Some(pushed),
-                Some(range) => range.length += pushed.length,
-            }
-        }
-        let Some(range) = range else { continue };
+        let range: PayloadRange = payload.push(part.batch.clone())?;
         let partition = ProducePartition {
             partition: part.partition.0,
             payload_offset: range.offset,
@@ -259,14 +265,18 @@ fn produce_topics(
     Ok((topics, payload.finish()))
 }
 
-/// One partition's batches in one request, and the delivery senders of their records in
-/// offset order.
+/// Batches of a partition in one [`PartitionBatches`], as the idempotence bookkeeping counts them.
+const BATCHES_PER_PART: usize = 1;
+
+/// One partition's batch in one request (one batch per partition per request, as in Kafka:
+/// see [`Producer::build_batches`]), and the delivery sender of its records.
 #[derive(Debug)]
 struct PartitionBatches {
     topic: String,
     partition: PartitionId,
-    batches: Vec<Bytes>,
-    senders: Vec<DeliverySender>,
+    batch: Bytes,
+    sender: DeliverySender,
+    records: usize,
     /// Attempts made so far (1 after the first send).
     attempts: u32,
     /// When the part's first batch was sealed, across the producer: parts of a partition are
@@ -276,13 +286,11 @@ struct PartitionBatches {
 
 impl PartitionBatches {
     fn bytes(&self) -> usize {
-        self.batches.iter().map(Bytes::len).sum()
+        self.batch.len()
     }
 
     fn fail(self, error: &ClientError) {
-        for sender in self.senders {
-            sender.complete(Err(error.clone()));
-        }
+        self.sender.complete(Err(error.clone()));
     }
 }
 
@@ -402,7 +410,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         value: Bytes,
         headers: Vec<(String, Bytes)>,
     ) -> ClientResult<DeliveryFuture> {
-        self.queue_and_poll(topic, None, key, value, &headers, None, Instant::now()).await
+        self.send_at(Instant::now(), topic, key, value, headers).await
+    }
+
+    /// [`Producer::send`] with the caller's reading of the clock, for a caller that has just
+    /// read it (a load generator timing each record): it serves the linger, the record's
+    /// timestamp and the ready check.
+    pub async fn send_at(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        key: Option<Bytes>,
+        value: Bytes,
+        headers: Vec<(String, Bytes)>,
+    ) -> ClientResult<DeliveryFuture> {
+        self.queue_and_poll(topic, None, key, value, &headers, None, now).await
     }
 
     /// Queues one record, sends whatever batches are ready, settles responses already
@@ -438,15 +460,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         if self.idempotent && self.identity.is_none() {
             self.init_producer_id().await?;
         }
-        let (sender, future) = DeliverySender::pair();
         let headers: Vec<(&str, &[u8])> = headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
         let timestamp = timestamp.unwrap_or_else(|| self.record_clock.timestamp_at(now));
-        let appended = self.accumulator.append(topic, partition, now, timestamp, key, value, &headers, sender);
+        let (appended, batch) = self.accumulator.append(topic, partition, now, timestamp, key, value, &headers);
         if sticky && appended.batch_closed {
             self.sticky.batch_closed(topic, partition, count);
         }
         self.poll_at(now).await?;
-        Ok(future)
+        Ok(DeliveryFuture { batch, record_index: appended.record_index })
     }
 
     /// Sends the batches that are ready (full, lingered, or due for retry) as far as the
@@ -517,7 +538,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 .flat_map(|f| f.parts.iter())
                 .chain(self.retries.iter().map(|r| &r.part))
                 .chain(self.waiting.iter())
-                .map(|part| part.senders.len())
+                .map(|part| part.records)
                 .sum::<usize>()
     }
 
@@ -593,7 +614,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// A part whose request died with its connection: sent again (in seal order, after the
     /// back-off of its retry count) on the next connection unless it has used up its attempts.
     fn requeue(&mut self, part: PartitionBatches, error: &ClientError) {
-        self.sequences.settled(&part.topic, part.partition, part.batches.len());
+        self.sequences.settled(&part.topic, part.partition, BATCHES_PER_PART);
         let retries_done = part.attempts.saturating_sub(1);
         if retries_done < self.config.retries_max {
             let not_before = Instant::now() + self.config.backoff.delay(retries_done);
@@ -687,7 +708,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                         && retry.part.partition == part.partition
                         && retry.part.seal_index < part.seal_index
                 });
-                if retry_pending || !self.sequences.may_send(&part.topic, part.partition, part.batches.len()) {
+                if retry_pending || !self.sequences.may_send(&part.topic, part.partition, BATCHES_PER_PART) {
                     continue;
                 }
             }
@@ -717,21 +738,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             if self.idempotent {
                 let Some(identity) = self.identity else {
                     let error = ClientError::InvalidArgument("idempotent batch without a producer id".to_owned());
-                    for sender in batch.tokens {
-                        sender.complete(Err(error.clone()));
-                    }
+                    batch.token.complete(Err(error));
                     continue;
                 };
                 let sequence = self.sequences.assign(&batch.topic, batch.partition, builder.record_count());
                 builder.set_producer(identity.producer_id, identity.producer_epoch, sequence);
             }
+            let records = builder.record_count();
             let built = match builder.build() {
                 Ok(built) => built,
                 Err(error) => {
-                    let error = ClientError::from(error);
-                    for sender in batch.tokens {
-                        sender.complete(Err(error.clone()));
-                    }
+                    batch.token.complete(Err(ClientError::from(error)));
                     continue;
                 }
             };
@@ -740,8 +757,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             parts.push(PartitionBatches {
                 topic: batch.topic,
                 partition: batch.partition,
-                batches: vec![built],
-                senders: batch.tokens,
+                batch: built,
+                sender: batch.token,
+                records,
                 attempts: 0,
                 seal_index,
             });
@@ -767,14 +785,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         match self.connection.send(&request, payload).await {
             Ok(pending) => {
                 for part in &parts {
-                    self.sequences.sent(&part.topic, part.partition, part.batches.len());
+                    self.sequences.sent(&part.topic, part.partition, BATCHES_PER_PART);
                 }
                 self.in_flight.push_back(InFlight { pending, parts });
                 Ok(())
             }
             Err(error) if self.connector.is_some() && self.connection.poisoned().is_some() => {
                 for part in parts {
-                    self.sequences.sent(&part.topic, part.partition, part.batches.len());
+                    self.sequences.sent(&part.topic, part.partition, BATCHES_PER_PART);
                     self.requeue(part, &error);
                 }
                 Ok(())
@@ -840,7 +858,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             }
             Err(error) => {
                 for part in &parts {
-                    self.sequences.settled(&part.topic, part.partition, part.batches.len());
+                    self.sequences.settled(&part.topic, part.partition, BATCHES_PER_PART);
                 }
                 if self.connection.poisoned().is_some() {
                     for part in parts {
@@ -865,7 +883,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             })
             .collect();
         for part in parts {
-            self.sequences.settled(&part.topic, part.partition, part.batches.len());
+            self.sequences.settled(&part.topic, part.partition, BATCHES_PER_PART);
             let answer = answers.get(&(part.topic.as_str(), part.partition.0)).copied();
             let Some(answer) = answer else {
                 let error = ClientError::Partition {
@@ -879,12 +897,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             };
             let code = ErrorCode::from_u16(answer.error_code);
             if code.is_ok() {
-                let base = (answer.base_offset != OFFSET_UNKNOWN).then_some(answer.base_offset);
-                let partition = part.partition;
-                for (index, sender) in part.senders.into_iter().enumerate() {
-                    let offset = base.map(|base| Offset(base.saturating_add(index as u64)));
-                    sender.complete(Ok(Delivery { partition, offset }));
-                }
+                let base = (answer.base_offset != OFFSET_UNKNOWN).then_some(Offset(answer.base_offset));
+                part.sender.complete(Ok((part.partition, base)));
                 continue;
             }
             if code == ErrorCode::NotLeader || code == ErrorCode::UnknownTopicOrPartition {
@@ -943,7 +957,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     fn fail_everything(&mut self, error: ClientError) -> ClientError {
         for in_flight in self.in_flight.drain(..) {
             for part in in_flight.parts {
-                self.sequences.settled(&part.topic, part.partition, part.batches.len());
+                self.sequences.settled(&part.topic, part.partition, BATCHES_PER_PART);
                 part.fail(&error);
             }
         }
@@ -954,9 +968,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             part.fail(&error);
         }
         for batch in self.accumulator.drain_ready(Instant::now(), true) {
-            for sender in batch.tokens {
-                sender.complete(Err(error.clone()));
-            }
+            batch.token.complete(Err(error.clone()));
         }
         error
     }

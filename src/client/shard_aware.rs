@@ -184,7 +184,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         value: Bytes,
         headers: Vec<(String, Bytes)>,
     ) -> ClientResult<DeliveryFuture> {
-        self.route_and_queue(topic, None, key, value, &headers, None).await
+        self.route_and_queue(topic, None, key, value, &headers, None, Instant::now()).await
+    }
+
+    /// [`ShardAwareProducer::send`] with the caller's reading of the clock (see
+    /// [`Producer::send_at`]).
+    pub async fn send_at(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        key: Option<Bytes>,
+        value: Bytes,
+        headers: Vec<(String, Bytes)>,
+    ) -> ClientResult<DeliveryFuture> {
+        self.route_and_queue(topic, None, key, value, &headers, None, now).await
     }
 
     /// Picks the record's partition, hands it to the owner shard's producer (which queues it and
@@ -192,11 +205,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
     /// Fails at once as [`Producer::send_record`] does, or when a shard's connection cannot open.
     pub async fn send_record(&mut self, record: ProducerRecord) -> ClientResult<DeliveryFuture> {
         let ProducerRecord { topic, partition, key, value, headers, timestamp } = record;
-        self.route_and_queue(&topic, partition, key, value, &headers, timestamp).await
+        self.route_and_queue(&topic, partition, key, value, &headers, timestamp, Instant::now()).await
     }
 
     /// [`ShardAwareProducer::send_record`] on borrowed parts: no allocation per record here.
-    /// One clock reading serves the owner's producer and the polls of the others.
+    /// One clock reading, `now`, serves the owner's producer and the polls of the others.
+    #[allow(clippy::too_many_arguments)]
     async fn route_and_queue(
         &mut self,
         topic: &str,
@@ -205,13 +219,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         value: Bytes,
         headers: &[(String, Bytes)],
         timestamp: Option<TimestampMs>,
+        now: Instant,
     ) -> ClientResult<DeliveryFuture> {
         let count = self.partition_count(topic).await?;
         let (partition, _) = choose_partition(topic, partition, key.as_deref(), count, || {
             self.sticky_partition(topic, &value, headers, count)
         })?;
         let shard = self.owner_index(topic, partition);
-        let now = Instant::now();
         let producer = self.producer_for(shard).await?;
         let future = producer.queue_and_poll(topic, Some(partition), key, value, headers, timestamp, now).await?;
         for (index, producer) in self.producers_mut() {

@@ -580,6 +580,56 @@ fn idempotent_producer_reconnects_and_never_duplicates() {
     });
 }
 
+/// Guards the per-batch delivery outcome: records of one batch awaited by separate tasks
+/// (each with its own waker) all wake when the batch is acknowledged, each with its own offset;
+/// records still queued when the producer is dropped fail instead of pending forever.
+#[test]
+fn every_record_of_a_batch_resolves_with_its_own_offset() {
+    use futures::task::LocalSpawnExt;
+
+    let state = Rc::new(RefCell::new(MiniBroker { partitions: 1, ..MiniBroker::default() }));
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+    let config = ProducerConfig {
+        batching: AccumulatorConfig { batch_bytes: 1 << 20, linger: Duration::from_secs(60) },
+        ..ProducerConfig::default()
+    };
+    let mut producer = Producer::new(conn, config);
+    let mut pool = futures::executor::LocalPool::new();
+    // (record, offset) in the order the tasks saw them resolve.
+    type Resolved = Vec<(usize, Option<Offset>)>;
+    let resolved: Rc<RefCell<Resolved>> = Rc::default();
+    let deliveries: Vec<_> =
+        (0..5).map(|i| block_on(producer.send("t", None, Bytes::from(format!("v{i}")), Vec::new())).unwrap()).collect();
+    for (index, delivery) in deliveries.into_iter().enumerate() {
+        assert!(delivery.try_result().is_none(), "nothing is sent before the linger or a flush");
+        let resolved = Rc::clone(&resolved);
+        pool.spawner()
+            .spawn_local(async move {
+                let delivery = delivery.await.unwrap();
+                resolved.borrow_mut().push((index, delivery.offset));
+            })
+            .unwrap();
+    }
+    pool.run_until_stalled();
+    assert!(resolved.borrow().is_empty(), "every task waits for the batch");
+    pool.run_until(producer.flush()).unwrap();
+    pool.run_until_stalled();
+    let mut resolved = resolved.borrow().clone();
+    resolved.sort_unstable();
+    assert_eq!(resolved, (0..5).map(|i| (i, Some(Offset(i as u64)))).collect::<Vec<_>>());
+    assert_eq!(state.borrow().produce_requests, 1, "one batch for the five records");
+
+    let queued: Vec<_> =
+        (0..3).map(|_| block_on(producer.send("t", None, Bytes::from_static(b"late"), Vec::new())).unwrap()).collect();
+    drop(producer);
+    for delivery in queued {
+        assert!(
+            matches!(delivery.try_result(), Some(Err(ClientError::InvalidArgument(message))) if message.contains("dropped")),
+            "a record queued in a dropped producer fails"
+        );
+    }
+}
+
 /// Guards Kafka's configuration rule: idempotence is off by default with acks != all (no
 /// producer id asked, batches carry none), and asking for it with acks != all is refused.
 #[test]

@@ -9,8 +9,9 @@
 //! everything the producers got acknowledged (end-to-end), or at the deadline (alone).
 //!
 //! Time: every timestamp is nanoseconds from one `Instant` taken by main (CLOCK_MONOTONIC),
-//! the same on every thread. A producer writes the message's intended send time into the
-//! first [`TIMESTAMP_BYTES`] bytes of the value; a consumer subtracts it from its receive time.
+//! the same on every thread. When the run has consumers, a producer writes the message's
+//! intended send time into the first [`TIMESTAMP_BYTES`] bytes of the value and a consumer
+//! subtracts it from its receive time; without consumers every message shares one value.
 
 pub mod consumer;
 pub mod consumer_client;
@@ -48,7 +49,12 @@ impl Clock {
     }
 
     pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.ns_at(Instant::now())
+    }
+
+    /// `instant` on the run's clock (0 before its start).
+    pub fn ns_at(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -84,8 +90,9 @@ pub struct Run {
     pub stop_producers: AtomicBool,
     /// Everyone stops at once (a failure, or the consumers' deadline).
     pub abort: AtomicBool,
-    /// Messages producers may still claim (`u64::MAX`: no budget).
-    budget: AtomicU64,
+    /// Messages producers may still claim; `None`: no budget, and claims touch no shared state
+    /// (every producer would otherwise write this cache line once per message).
+    budget: Option<AtomicU64>,
     /// Producers that finished (flushed).
     pub producers_done: AtomicUsize,
     /// Messages acknowledged without error, whole run: what consumers must receive.
@@ -108,7 +115,7 @@ impl Run {
             start_plus_one_ns: AtomicU64::new(0),
             stop_producers: AtomicBool::new(false),
             abort: AtomicBool::new(false),
-            budget: AtomicU64::new(messages.unwrap_or(u64::MAX)),
+            budget: messages.map(AtomicU64::new),
             producers_done: AtomicUsize::new(0),
             acked_ok_total: AtomicU64::new(0),
             producers_end_ns: AtomicU64::new(0),
@@ -153,7 +160,8 @@ impl Run {
 
     /// Claims one message of the `--messages` budget; false when it is spent.
     pub fn claim_message(&self) -> bool {
-        self.budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1)).is_ok()
+        let Some(budget) = &self.budget else { return true };
+        budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1)).is_ok()
     }
 
     /// Records a fatal failure (the first one wins) and stops everyone.

@@ -41,6 +41,10 @@ pub struct ProducerSettings {
     /// One connection per broker shard on its own port (`ShardAwareProducer`), or one
     /// connection to the bootstrap address (`Producer`).
     pub shard_aware: bool,
+    /// Write the intended send time into each value (consumers of this run read it). Without
+    /// it every message shares one value, as Kafka's producer perf test does: nothing reads
+    /// the stamp, and building a value per message is load-generator work the broker never sees.
+    pub stamp_values: bool,
 }
 
 /// `--batch-bytes` that makes batches of exactly ten 1 KiB records (checked by a test).
@@ -102,6 +106,8 @@ struct State {
     keys: KeyGen,
     /// Value template: random-ish filler, the timestamp written per message.
     template: Vec<u8>,
+    /// The value every message shares when values are not stamped.
+    shared_value: Option<Bytes>,
     /// Where values are built: one allocation per [`VALUE_ARENA_BYTES`], not one per message.
     values: BytesMut,
 }
@@ -111,25 +117,30 @@ const VALUE_ARENA_BYTES: usize = 256 * 1024;
 
 impl State {
     /// Settles, oldest first, every delivery already resolved. Reads the clock only when one
-    /// has: this runs after every send.
+    /// has: this runs after every send. The run's shared counters are written once per call,
+    /// not per message: producers on other cores write the same cache lines.
     fn settle(&mut self) {
         let mut read_ns = None;
+        let mut acked: u64 = 0;
+        let bytes = self.settings.message_bytes as u64;
         while let Some(front) = self.outstanding.front() {
             let Some(result) = front.delivery.try_result() else { break };
             let intended_ns = front.intended_ns;
             self.outstanding.pop_front();
             let now = *read_ns.get_or_insert_with(|| self.env.run.clock.now_ns());
-            let bytes = self.settings.message_bytes as u64;
             match result {
                 Ok(_) => {
-                    self.env.run.stats.add_acked(1, bytes);
-                    self.env.run.acked_ok_total.fetch_add(1, Ordering::Relaxed);
+                    acked += 1;
                     if intended_ns >= self.measure_from_ns {
                         self.local.record_ack(latency_ns(intended_ns, now), bytes);
                     }
                 }
                 Err(error) => self.local.record_error(&error_name(&error), 1),
             }
+        }
+        if acked > 0 {
+            self.env.run.stats.add_acked(acked, acked * bytes);
+            self.env.run.acked_ok_total.fetch_add(acked, Ordering::Relaxed);
         }
         let Some(now) = read_ns else { return };
         if now.saturating_sub(self.last_merge_ns) >= MERGE_INTERVAL_MS * 1_000_000 {
@@ -139,6 +150,9 @@ impl State {
     }
 
     fn value(&mut self, intended_ns: u64) -> Bytes {
+        if let Some(shared) = &self.shared_value {
+            return shared.clone();
+        }
         if self.values.capacity() < self.template.len() {
             self.values = BytesMut::with_capacity(VALUE_ARENA_BYTES.max(self.template.len()));
         }
@@ -186,6 +200,7 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
         outstanding: VecDeque::new(),
         measure_from_ns: 0,
         last_merge_ns: 0,
+        shared_value: (!settings.stamp_values).then(|| Bytes::from(template.clone())),
         template,
         values: BytesMut::new(),
     };
@@ -197,7 +212,9 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
     // While waiting between sends: when the wait ends (run clock), kept across early wake-ups.
     let mut pace_until_ns: Option<u64> = None;
     loop {
-        let now = run.clock.now_ns();
+        // One clock reading per message: the run's time and the client's linger instant.
+        let now_instant = Instant::now();
+        let now = run.clock.ns_at(now_instant);
         if state.should_stop(start_ns, now) {
             break;
         }
@@ -217,7 +234,7 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
                         // Not due yet: wait (at least the pace) while acks are settled as they arrive.
                         let wait_until_ns = *pace_until_ns
                             .get_or_insert_with(|| pacer.next_due_ns().max(now + settings.pace.as_nanos() as u64));
-                        let deadline = Instant::now() + Duration::from_nanos(wait_until_ns.saturating_sub(now));
+                        let deadline = now_instant + Duration::from_nanos(wait_until_ns.saturating_sub(now));
                         if let Err(error) = producer.poll_until(deadline).await {
                             lost_or_counted(&mut state, &error);
                             break;
@@ -233,7 +250,7 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
         }
         let key = state.keys.next_key();
         let value = state.value(intended_ns);
-        match producer.send(&env.topic, key, value, Vec::new()).await {
+        match producer.send_at(now_instant, &env.topic, key, value, Vec::new()).await {
             Ok(delivery) => state.outstanding.push_back(Outstanding { intended_ns, delivery }),
             Err(error) => {
                 if lost_or_counted(&mut state, &error) {
@@ -323,18 +340,9 @@ mod batch_size_tests {
         let now = Instant::now();
         let value = vec![0u8; value_bytes];
         for _ in 0..100 {
-            accumulator.append(
-                "t",
-                PartitionId(0),
-                now,
-                TimestampMs(1),
-                None,
-                bytes::Bytes::from(value.clone()),
-                &[],
-                (),
-            );
+            accumulator.append("t", PartitionId(0), now, TimestampMs(1), None, bytes::Bytes::from(value.clone()), &[]);
         }
-        accumulator.drain_ready(now, false).first().map_or(0, |batch| batch.tokens.len())
+        accumulator.drain_ready(now, false).first().map_or(0, |batch| batch.builder.record_count())
     }
 
     #[test]

@@ -43,16 +43,18 @@ impl ProducerClient {
         }
     }
 
-    pub async fn send(
+    /// Sends one record; `now` is the caller's reading of the clock (see `Producer::send_at`).
+    pub async fn send_at(
         &mut self,
+        now: Instant,
         topic: &str,
         key: Option<Bytes>,
         value: Bytes,
         headers: Vec<(String, Bytes)>,
     ) -> ClientResult<DeliveryFuture> {
         match self {
-            ProducerClient::Plain(producer) => producer.send(topic, key, value, headers).await,
-            ProducerClient::ShardAware(producer) => producer.send(topic, key, value, headers).await,
+            ProducerClient::Plain(producer) => producer.send_at(now, topic, key, value, headers).await,
+            ProducerClient::ShardAware(producer) => producer.send_at(now, topic, key, value, headers).await,
         }
     }
 
