@@ -218,8 +218,14 @@ impl<T: BatchToken> Accumulator<T> {
     }
 
     /// Whether some batch is ready at `now` (closed, or open for at least `linger`).
+    /// Checked once per record: while the oldest entry has not lingered (entries are in opening
+    /// order, so no batch has), it looks nothing up.
     pub fn has_ready(&self, now: Instant) -> bool {
-        !self.closed.is_empty() || self.oldest_open().is_some_and(|entry| self.lingered(entry.opened_at, now))
+        if !self.closed.is_empty() {
+            return true;
+        }
+        let front_lingered = self.by_age.front().is_some_and(|front| self.lingered(front.opened_at, now));
+        front_lingered && self.oldest_open().is_some_and(|entry| self.lingered(entry.opened_at, now))
     }
 
     /// When the oldest open batch's linger runs out (`None` when no batch is open).

@@ -438,6 +438,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
 
     /// [`Producer::send_record`] on borrowed parts, with the caller's reading of the clock
     /// (`now`): one reading serves the linger, the record's timestamp and the ready check.
+    ///
+    /// Called once per record. What may wait on the network (reconnecting, Metadata, a
+    /// producer id, sending a request) is a boxed future awaited only when it has work: the
+    /// future of this call, made and moved per record, stays small.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn queue_and_poll(
         &mut self,
@@ -452,13 +456,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         if let Some(error) = self.config_error.as_ref().or(self.fatal.as_ref()) {
             return Err(error.clone());
         }
-        self.ensure_connected().await?;
-        let count = self.partition_count(topic).await?;
+        if self.connection.poisoned().is_some() {
+            Box::pin(self.ensure_connected()).await?;
+        }
+        let count = match self.partition_counts.get(topic) {
+            Some(&count) => count,
+            None => Box::pin(self.partition_count(topic)).await?,
+        };
         let sticky_partitioner = &mut self.sticky;
         let (partition, sticky) =
             choose_partition(topic, partition, key.as_deref(), count, || sticky_partitioner.partition(topic, count))?;
         if self.idempotent && self.identity.is_none() {
-            self.init_producer_id().await?;
+            Box::pin(self.init_producer_id()).await?;
         }
         let headers: Vec<(&str, &[u8])> = headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
         let timestamp = timestamp.unwrap_or_else(|| self.record_clock.timestamp_at(now));
@@ -477,13 +486,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     }
 
     /// [`Producer::poll`] with the caller's reading of the clock. Settles again after sending
-    /// only when something was sent.
+    /// only when something was sent. Called once per record: with nothing to send it returns
+    /// without awaiting anything (the sending future is boxed, made only when needed).
     pub(crate) async fn poll_at(&mut self, now: Instant) -> ClientResult<()> {
         self.settle_arrived()?;
-        if self.send_ready(now, false).await? {
+        if self.nothing_to_send(now) {
+            return Ok(());
+        }
+        if Box::pin(self.send_ready(now, false)).await? {
             self.settle_arrived()?;
         }
         Ok(())
+    }
+
+    /// Nothing ready, nothing waiting, no retry, and a usable connection: the common case,
+    /// checked once per record without an allocation or a clock read.
+    fn nothing_to_send(&self, now: Instant) -> bool {
+        self.waiting.is_empty()
+            && self.retries.is_empty()
+            && self.connection.poisoned().is_none()
+            && !self.accumulator.has_ready(now)
     }
 
     /// [`Producer::poll`], then waits until something changes — a response arrives, a
@@ -629,15 +651,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// reached; leaves a part waiting while its partition is at its in-flight bound. `now`
     /// decides which open batches have lingered; whether a request was sent.
     ///
-    /// Called for every record: with nothing ready, nothing waiting, no retry and a usable
-    /// connection it returns before anything else (no allocation, no clock read).
+    /// With nothing to send (see [`Self::nothing_to_send`]) it returns before anything else.
     async fn send_ready(&mut self, now: Instant, force: bool) -> ClientResult<bool> {
-        if !force
-            && self.waiting.is_empty()
-            && self.retries.is_empty()
-            && self.connection.poisoned().is_none()
-            && !self.accumulator.has_ready(now)
-        {
+        if !force && self.nothing_to_send(now) {
             return Ok(false);
         }
         let closed = self.accumulator.drain_ready(now, force);

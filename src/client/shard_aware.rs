@@ -64,11 +64,43 @@ where
     }
 }
 
-/// A topic's partitions and their owner shards, from Metadata.
+/// A topic's partitions and their owner shards, from Metadata, and where its null-key
+/// records go: one map lookup per record finds both.
 #[derive(Debug)]
 struct TopicRoute {
     /// Owner shard of each partition, index = partition.
     owners: Vec<u32>,
+    sticky: Sticky,
+}
+
+impl TopicRoute {
+    fn new(topic: &str, owners: Vec<u32>) -> TopicRoute {
+        let count = (owners.len() as u32).max(1);
+        TopicRoute { owners, sticky: Sticky { partition: fnv1a_32(topic.as_bytes()) % count, bytes: 0 } }
+    }
+
+    /// The index of `partition`'s owner among `shard_count` producers (0 when unknown).
+    fn owner_index(&self, partition: PartitionId, shard_count: usize) -> usize {
+        let owner = self.owners.get(partition.0 as usize).map(|&owner| owner as usize);
+        owner.filter(|&owner| owner < shard_count).unwrap_or(0)
+    }
+
+    /// The uniform-sticky partition for a null-key record: the current one, moving on
+    /// (round-robin) once `batch_bytes` went to it.
+    fn sticky_partition(&mut self, value: &[u8], headers: &[(String, Bytes)], batch_bytes: usize) -> PartitionId {
+        let count = (self.owners.len() as u32).max(1);
+        let sticky = &mut self.sticky;
+        if sticky.partition >= count {
+            *sticky = Sticky { partition: sticky.partition % count, bytes: 0 };
+        }
+        let chosen = PartitionId(sticky.partition);
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
+        sticky.bytes += record_bytes_estimate(None, value, &headers);
+        if sticky.bytes >= batch_bytes.max(1) {
+            *sticky = Sticky { partition: (sticky.partition + 1) % count, bytes: 0 };
+        }
+        chosen
+    }
 }
 
 /// The uniform-sticky state of one topic's null-key records.
@@ -94,7 +126,6 @@ pub struct ShardAwareProducer<S> {
     /// One producer per shard port, opened on first use, index = shard id.
     producers: Vec<Option<Producer<S>>>,
     topics: FxHashMap<String, TopicRoute>,
-    sticky: FxHashMap<String, Sticky>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
@@ -116,7 +147,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
             shard_ports: None,
             producers: Vec::new(),
             topics: FxHashMap::default(),
-            sticky: FxHashMap::default(),
         }
     }
 
@@ -145,7 +175,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         let Some(connection) = self.metadata_connection.as_mut() else {
             // Everything goes through the bootstrap connection's producer: one owner.
             let count = self.producer_for(0).await?.partition_count(topic).await?;
-            self.topics.insert(topic.to_owned(), TopicRoute { owners: vec![0; count as usize] });
+            self.topics.insert(topic.to_owned(), TopicRoute::new(topic, vec![0; count as usize]));
             return Ok(count);
         };
         if connection.poisoned().is_some() {
@@ -157,7 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         }
         let owners = partition_owners(topic, metadata)?;
         let count = owners.len() as u32;
-        self.topics.insert(topic.to_owned(), TopicRoute { owners });
+        self.topics.insert(topic.to_owned(), TopicRoute::new(topic, owners));
         Ok(count)
     }
 
@@ -221,12 +251,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         timestamp: Option<TimestampMs>,
         now: Instant,
     ) -> ClientResult<DeliveryFuture> {
-        let count = self.partition_count(topic).await?;
+        // Per record: one map lookup, and no future awaited unless the topic or the shard's
+        // connection is new (boxed, so that this call's own future stays small).
+        if !self.topics.contains_key(topic) {
+            Box::pin(self.partition_count(topic)).await?;
+        }
+        let batch_bytes = self.config.batching.batch_bytes;
+        let shard_count = self.producers.len();
+        let Some(route) = self.topics.get_mut(topic) else {
+            return Err(ClientError::InvalidArgument(format!("topic '{topic}' has no route")));
+        };
+        let count = route.owners.len() as u32;
         let (partition, _) = choose_partition(topic, partition, key.as_deref(), count, || {
-            self.sticky_partition(topic, &value, headers, count)
+            route.sticky_partition(&value, headers, batch_bytes)
         })?;
-        let shard = self.owner_index(topic, partition);
-        let producer = self.producer_for(shard).await?;
+        let shard = route.owner_index(partition, shard_count);
+        if !matches!(self.producers.get(shard), Some(Some(_))) {
+            Box::pin(self.producer_for(shard)).await?;
+        }
+        let Some(Some(producer)) = self.producers.get_mut(shard) else {
+            return Err(ClientError::InvalidArgument(format!("the broker has no shard {shard}")));
+        };
         let future = producer.queue_and_poll(topic, Some(partition), key, value, headers, timestamp, now).await?;
         for (index, producer) in self.producers_mut() {
             if index != shard && !producer.is_idle() {
@@ -322,8 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
     /// everything goes through the bootstrap connection). An owner past the listed ports (an
     /// inconsistent answer) goes to shard 0's port; the broker routes it on.
     fn owner_index(&self, topic: &str, partition: PartitionId) -> usize {
-        let owner = self.topics.get(topic).and_then(|route| route.owners.get(partition.0 as usize)).copied();
-        owner.map(|owner| owner as usize).filter(|&owner| owner < self.producers.len()).unwrap_or(0)
+        self.topics.get(topic).map_or(0, |route| route.owner_index(partition, self.producers.len()))
     }
 
     /// The producer at `index`, connecting it to its shard's port on first use.
@@ -344,27 +388,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
     /// Every open inner producer with its index.
     fn producers_mut(&mut self) -> impl Iterator<Item = (usize, &mut Producer<S>)> {
         self.producers.iter_mut().enumerate().filter_map(|(index, producer)| producer.as_mut().map(|p| (index, p)))
-    }
-
-    /// The uniform-sticky partition for a null-key record of a topic with `count` partitions:
-    /// the current one, moving on (round-robin) once `batch_bytes` went to it.
-    fn sticky_partition(&mut self, topic: &str, value: &[u8], headers: &[(String, Bytes)], count: u32) -> PartitionId {
-        let batch_bytes = self.config.batching.batch_bytes.max(1);
-        if !self.sticky.contains_key(topic) {
-            let first = Sticky { partition: fnv1a_32(topic.as_bytes()) % count, bytes: 0 };
-            self.sticky.insert(topic.to_owned(), first);
-        }
-        let Some(sticky) = self.sticky.get_mut(topic) else { return PartitionId(0) };
-        if sticky.partition >= count {
-            *sticky = Sticky { partition: sticky.partition % count, bytes: 0 };
-        }
-        let chosen = PartitionId(sticky.partition);
-        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
-        sticky.bytes += record_bytes_estimate(None, value, &headers);
-        if sticky.bytes >= batch_bytes {
-            *sticky = Sticky { partition: (sticky.partition + 1) % count, bytes: 0 };
-        }
-        chosen
     }
 }
 
