@@ -25,6 +25,7 @@
 
 pub mod accumulator;
 pub mod admin;
+mod batch_buffers;
 pub mod connection;
 pub mod consumer;
 pub mod error;

@@ -40,6 +40,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use rustc_hash::FxHashMap;
 
 use super::accumulator::{Accumulator, AccumulatorConfig, BatchToken, ClosedBatch};
+use super::batch_buffers::BatchBuffers;
 use super::connection::{Connection, Pending, Response};
 use super::error::{ClientError, ClientResult};
 use super::idempotence::{ProducerIdentity, Sequences};
@@ -323,6 +324,8 @@ pub struct Producer<S> {
     record_clock: RecordClock,
     sticky: StickyPartitioner,
     accumulator: Accumulator<DeliverySender>,
+    /// Where batches are built: buffers of settled batches are reused.
+    batch_buffers: BatchBuffers,
     /// Built parts not sent yet, in seal order: their partition is at its in-flight bound, or
     /// waits for an earlier part's retry.
     waiting: VecDeque<PartitionBatches>,
@@ -344,6 +347,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             connection,
             connector: None,
             accumulator: Accumulator::new(config.batching, BatchBuilderConfig::default()),
+            // A request in flight holds its batches; one more is being built.
+            batch_buffers: BatchBuffers::new(config.requests_in_flight_max + 1),
             config,
             config_error,
             idempotent,
@@ -761,8 +766,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 builder.set_producer(identity.producer_id, identity.producer_epoch, sequence);
             }
             let records = builder.record_count();
-            let built = match builder.build() {
-                Ok(built) => built,
+            let buffer = self.batch_buffers.take(builder.buffer_bytes());
+            let built = match builder.build_into(buffer) {
+                Ok(built) => self.batch_buffers.share(built),
                 Err(error) => {
                     batch.token.complete(Err(ClientError::from(error)));
                     continue;

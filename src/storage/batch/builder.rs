@@ -114,7 +114,20 @@ impl BatchBuilder {
     ///
     /// `first_timestamp` is the smallest record timestamp, `max_timestamp` the largest.
     /// The returned bytes start at a 16-aligned address, so the archive can be read in place.
-    pub fn build(mut self) -> Result<Bytes, BuildError> {
+    pub fn build(self) -> Result<Bytes, BuildError> {
+        let buffer = AlignedVec::<16>::with_capacity(self.buffer_bytes());
+        self.build_into(buffer).map(Bytes::from_owner)
+    }
+
+    /// The capacity `build` gives its buffer: enough for the batch without growing.
+    pub fn buffer_bytes(&self) -> usize {
+        self.estimated_bytes.min(BATCH_BYTES_MAX as usize)
+    }
+
+    /// [`BatchBuilder::build`] into a buffer the caller supplies (emptied first), e.g. one
+    /// reused from an earlier batch: a fresh 1 MiB allocation is a page fault and a zeroed
+    /// page per 4 KiB written. Returns the buffer holding exactly the batch.
+    pub fn build_into(mut self, mut buffer: AlignedVec<16>) -> Result<AlignedVec<16>, BuildError> {
         let (Some(first), Some(max)) = (
             self.records.iter().map(|r| r.timestamp_delta).min(),
             self.records.iter().map(|r| r.timestamp_delta).max(),
@@ -133,8 +146,8 @@ impl BatchBuilder {
         // Serialize behind a zeroed header so that the archive lands at offset 72 of an aligned
         // buffer and the batch is never copied; rkyv's pointers are relative, so the archive is
         // position independent.
-        let capacity = self.estimated_bytes.min(BATCH_BYTES_MAX as usize);
-        let mut buffer = AlignedVec::<16>::with_capacity(capacity);
+        buffer.clear();
+        buffer.reserve(self.buffer_bytes());
         buffer.extend_from_slice(&[0; BATCH_HEADER_BYTES]);
         let mut buffer = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.records, buffer)
             .map_err(|error| BuildError::Archive(error.to_string()))?;
@@ -176,7 +189,7 @@ impl BatchBuilder {
         if let Some(field) = bytes.get_mut(CRC_AT..CRC_AT + 4) {
             field.copy_from_slice(&crc.to_le_bytes());
         }
-        Ok(Bytes::from_owner(buffer))
+        Ok(buffer)
     }
 }
 
