@@ -81,8 +81,18 @@ type Slot = (TopicIndex, PartitionId);
 #[derive(Debug)]
 struct AgeEntry {
     opened_at: Instant,
+    /// `opened_at + linger`, checked per record, so computed once per batch; `None`: a linger
+    /// too long for the clock, never reached.
+    lingers_until: Option<Instant>,
     slot: Slot,
     id: u64,
+}
+
+impl AgeEntry {
+    /// Whether the batch has waited `linger` at `now`: a comparison, no arithmetic.
+    fn lingered(&self, now: Instant) -> bool {
+        self.lingers_until.is_some_and(|until| now >= until)
+    }
 }
 
 /// What [`Accumulator::append`] did.
@@ -173,7 +183,8 @@ impl<T: BatchToken> Accumulator<T> {
                 self.next_id += 1;
                 // Callers pass a monotonic clock, so this is a push at the back.
                 let at = self.by_age.partition_point(|entry| entry.opened_at <= now);
-                self.by_age.insert(at, AgeEntry { opened_at: now, slot, id });
+                let lingers_until = now.checked_add(self.config.linger);
+                self.by_age.insert(at, AgeEntry { opened_at: now, lingers_until, slot, id });
                 vacant.insert(OpenBatch { builder: BatchBuilder::new(self.batch_config), token: T::default(), id })
             }
         };
@@ -224,20 +235,20 @@ impl<T: BatchToken> Accumulator<T> {
         if !self.closed.is_empty() {
             return true;
         }
-        let front_lingered = self.by_age.front().is_some_and(|front| self.lingered(front.opened_at, now));
-        front_lingered && self.oldest_open().is_some_and(|entry| self.lingered(entry.opened_at, now))
+        let front_lingered = self.by_age.front().is_some_and(|front| front.lingered(now));
+        front_lingered && self.oldest_open().is_some_and(|entry| entry.lingered(now))
     }
 
     /// When the oldest open batch's linger runs out (`None` when no batch is open).
     pub fn next_linger_deadline(&self) -> Option<Instant> {
-        self.oldest_open().map(|entry| entry.opened_at + self.config.linger)
+        self.oldest_open().and_then(|entry| entry.lingers_until)
     }
 
     /// Takes every ready batch: the closed ones in the order they closed, then the open ones
     /// whose linger ran out, oldest first (all open ones when `force`, as `flush` does).
     pub fn drain_ready(&mut self, now: Instant, force: bool) -> Vec<ClosedBatch<T>> {
         while let Some(entry) = self.by_age.front() {
-            if self.is_open(entry) && !force && !self.lingered(entry.opened_at, now) {
+            if self.is_open(entry) && !force && !entry.lingered(now) {
                 break;
             }
             if let Some(entry) = self.by_age.pop_front() {
@@ -266,10 +277,6 @@ impl<T: BatchToken> Accumulator<T> {
         while self.by_age.front().is_some_and(|entry| !self.is_open(entry)) {
             self.by_age.pop_front();
         }
-    }
-
-    fn lingered(&self, opened_at: Instant, now: Instant) -> bool {
-        now.saturating_duration_since(opened_at) >= self.config.linger
     }
 }
 

@@ -261,6 +261,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Whether the response to `pending` has arrived and is parked, without reading the stream.
+    pub fn is_parked<R: Request>(&self, pending: &Pending<R>) -> bool {
+        self.parked.contains_key(&pending.correlation_id)
+    }
+
     /// Whether the response to `pending` has arrived, without waiting: takes whatever bytes
     /// the stream has ready now (one non-blocking read attempt per loop) and parks complete
     /// frames. Lets a producer settle deliveries between sends.

@@ -19,15 +19,41 @@ pub const REANCHOR_INTERVAL_MS: u64 = 1_000;
 pub struct RecordClock {
     anchor_instant: Instant,
     anchor_wall: TimestampMs,
+    /// The last millisecond computed, valid for instants in `[from, until)`: records come
+    /// hundreds per millisecond, and comparing two instants is cheaper than subtracting them.
+    current: Option<CurrentMillisecond>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CurrentMillisecond {
+    from: Instant,
+    until: Instant,
+    timestamp: TimestampMs,
 }
 
 impl RecordClock {
     pub fn new() -> RecordClock {
-        RecordClock { anchor_instant: Instant::now(), anchor_wall: TimestampMs::now() }
+        RecordClock { anchor_instant: Instant::now(), anchor_wall: TimestampMs::now(), current: None }
     }
 
     /// The wall-clock time at `now` (a reading of the monotonic clock taken by the caller).
     pub fn timestamp_at(&mut self, now: Instant) -> TimestampMs {
+        if let Some(current) = self.current.filter(|current| current.from <= now && now < current.until) {
+            return current.timestamp;
+        }
+        let timestamp = self.compute_at(now);
+        // The millisecond of `now` since the anchor, as an instant range.
+        let since_anchor = now.saturating_duration_since(self.anchor_instant);
+        let millisecond_start = self.anchor_instant + Duration::from_millis(since_anchor.as_millis() as u64);
+        self.current = (now >= self.anchor_instant).then(|| CurrentMillisecond {
+            from: millisecond_start,
+            until: millisecond_start + Duration::from_millis(1),
+            timestamp,
+        });
+        timestamp
+    }
+
+    fn compute_at(&mut self, now: Instant) -> TimestampMs {
         let since_anchor = now.saturating_duration_since(self.anchor_instant);
         if since_anchor >= Duration::from_millis(REANCHOR_INTERVAL_MS) {
             self.anchor_instant = now;
@@ -54,9 +80,14 @@ mod tests {
     #[test]
     fn timestamps_follow_the_anchor_and_are_renewed() {
         let start = Instant::now();
-        let mut clock = RecordClock { anchor_instant: start, anchor_wall: TimestampMs(1_000_000) };
+        let mut clock = RecordClock { anchor_instant: start, anchor_wall: TimestampMs(1_000_000), current: None };
         assert_eq!(clock.timestamp_at(start), TimestampMs(1_000_000));
         assert_eq!(clock.timestamp_at(start + Duration::from_micros(2_500)), TimestampMs(1_000_002));
+        // Within the same millisecond the cached value serves, up to its last nanosecond.
+        assert_eq!(clock.timestamp_at(start + Duration::from_micros(2_999)), TimestampMs(1_000_002));
+        assert_eq!(clock.timestamp_at(start + Duration::from_micros(2_000)), TimestampMs(1_000_002));
+        assert_eq!(clock.timestamp_at(start + Duration::from_micros(3_000)), TimestampMs(1_000_003));
+        assert_eq!(clock.timestamp_at(start + Duration::from_micros(1_999)), TimestampMs(1_000_001), "back in time");
         assert_eq!(clock.timestamp_at(start + Duration::from_millis(999)), TimestampMs(1_000_999));
         // An instant before the anchor (another caller's older reading) does not go negative.
         let mut later = RecordClock { anchor_instant: start + Duration::from_secs(1), ..clock };

@@ -275,7 +275,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         let future = producer.queue_and_poll(topic, Some(partition), key, value, headers, timestamp, now).await?;
         for (index, producer) in self.producers_mut() {
             if index != shard && !producer.is_idle() {
-                producer.poll_at(now).await?;
+                producer.poll_between_sends(now).await?;
             }
         }
         Ok(future)
