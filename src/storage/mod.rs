@@ -20,6 +20,7 @@ pub mod log;
 pub mod meta_file;
 pub mod scan;
 pub mod segment;
+pub mod streaming_copy;
 pub mod tail_cache;
 pub mod write_buffer;
 

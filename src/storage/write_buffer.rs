@@ -8,6 +8,7 @@
 use glommio::io::DmaBuffer;
 
 use super::segment::{align_down, align_up, PAGE_BYTES};
+use super::streaming_copy::copy_for_device;
 
 pub struct WriteBuffer {
     buffer: DmaBuffer,
@@ -58,7 +59,7 @@ impl WriteBuffer {
     /// Copies as much of `bytes` as fits; returns how much.
     pub fn push(&mut self, bytes: &[u8]) -> usize {
         let taken = bytes.len().min(self.room());
-        self.buffer.as_bytes_mut()[self.len..self.len + taken].copy_from_slice(&bytes[..taken]);
+        copy_for_device(&mut self.buffer.as_bytes_mut()[self.len..self.len + taken], &bytes[..taken]);
         self.len += taken;
         self.dirty |= taken > 0;
         taken
