@@ -11,6 +11,7 @@
 use bytes::Bytes;
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
@@ -56,7 +57,8 @@ impl BatchToken for () {
 /// A batch ready to send: its records (not yet serialized) and the caller's token.
 #[derive(Debug)]
 pub struct ClosedBatch<T> {
-    pub topic: String,
+    /// Shared with every batch of the topic: no name allocated per batch.
+    pub topic: Rc<str>,
     pub partition: PartitionId,
     pub builder: BatchBuilder,
     pub token: T,
@@ -113,7 +115,7 @@ pub struct Accumulator<T> {
     /// Fx-hashed: the slot is a pair of small integers chosen by this process, looked up per record.
     open: FxHashMap<Slot, OpenBatch<T>>,
     /// Every topic appended to, by index; `topic_indexes` is the reverse map.
-    topics: Vec<String>,
+    topics: Vec<Rc<str>>,
     topic_indexes: FxHashMap<String, TopicIndex>,
     /// Open batches oldest first, so that the linger checks look at the front only, not at
     /// every partition (4,096 open batches made them the producer's hottest loop). Entries of
@@ -205,14 +207,14 @@ impl<T: BatchToken> Accumulator<T> {
     /// The index of `topic`, added on first use. Most producers append to one topic: the most
     /// recently added one is compared before the map is looked up.
     fn topic_index(&mut self, topic: &str) -> TopicIndex {
-        if self.topics.last().is_some_and(|last| last == topic) {
+        if self.topics.last().is_some_and(|last| &**last == topic) {
             return (self.topics.len() - 1) as TopicIndex;
         }
         if let Some(&index) = self.topic_indexes.get(topic) {
             return index;
         }
         let index = self.topics.len() as TopicIndex;
-        self.topics.push(topic.to_owned());
+        self.topics.push(Rc::from(topic));
         self.topic_indexes.insert(topic.to_owned(), index);
         index
     }
@@ -220,7 +222,7 @@ impl<T: BatchToken> Accumulator<T> {
     fn close(&mut self, slot: &Slot) {
         if let Some(open) = self.open.remove(slot) {
             self.closed.push_back(ClosedBatch {
-                topic: self.topics.get(slot.0 as usize).cloned().unwrap_or_default(),
+                topic: self.topics.get(slot.0 as usize).cloned().unwrap_or_else(|| Rc::from("")),
                 partition: slot.1,
                 builder: open.builder,
                 token: open.token,
@@ -465,7 +467,7 @@ mod tests {
         assert_eq!(batch_of.iter().map(|b| b.2).collect::<Vec<_>>(), [0, 0, 1, 0, 1, 2]);
         let drained = acc.drain_ready(now, true);
         let mut by_topic: Vec<(String, usize)> =
-            drained.into_iter().map(|batch| (batch.topic, batch.builder.record_count())).collect();
+            drained.into_iter().map(|batch| (batch.topic.to_string(), batch.builder.record_count())).collect();
         by_topic.sort();
         assert_eq!(by_topic, vec![("a".to_owned(), 3), ("b".to_owned(), 2), ("c".to_owned(), 1)]);
         assert!(acc.is_empty());

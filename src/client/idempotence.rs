@@ -6,7 +6,7 @@
 //! to 0; at most [`BATCHES_IN_FLIGHT_PER_PARTITION_MAX`] batches of a partition are in flight,
 //! because the broker remembers that many per producer to recognise a retried duplicate.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::group::producer_state::PRODUCER_BATCHES_REMEMBERED;
 use crate::model::{PartitionId, ProducerEpoch, ProducerId};
@@ -27,17 +27,38 @@ struct PartitionSequence {
     batches_in_flight: usize,
 }
 
-/// Per-partition sequences and in-flight counts of one idempotent producer.
+/// Per-partition sequences and in-flight counts of one idempotent producer. Looked up by
+/// `&str` per batch: a topic name is allocated once, when the topic is first seen.
 #[derive(Debug, Default)]
 pub struct Sequences {
-    partitions: HashMap<(String, PartitionId), PartitionSequence>,
+    /// Index into `partitions` of each topic.
+    topics: FxHashMap<String, usize>,
+    partitions: Vec<FxHashMap<PartitionId, PartitionSequence>>,
 }
 
 impl Sequences {
+    fn entry(&mut self, topic: &str, partition: PartitionId) -> &mut PartitionSequence {
+        let index = match self.topics.get(topic) {
+            Some(&index) => index,
+            None => {
+                self.topics.insert(topic.to_owned(), self.partitions.len());
+                self.partitions.push(FxHashMap::default());
+                self.partitions.len() - 1
+            }
+        };
+        // Every index in `topics` is a position in `partitions`: both grow together, above.
+        self.partitions[index].entry(partition).or_default()
+    }
+
+    fn get_mut(&mut self, topic: &str, partition: PartitionId) -> Option<&mut PartitionSequence> {
+        let &index = self.topics.get(topic)?;
+        self.partitions.get_mut(index)?.get_mut(&partition)
+    }
+
     /// The base sequence for a sealed batch of `record_count` records, advancing the
     /// partition's next sequence past it.
     pub fn assign(&mut self, topic: &str, partition: PartitionId, record_count: usize) -> i32 {
-        let entry = self.partitions.entry((topic.to_owned(), partition)).or_default();
+        let entry = self.entry(topic, partition);
         let base = entry.next_sequence;
         let count = i64::try_from(record_count).unwrap_or(i64::MAX);
         entry.next_sequence = ((i64::from(base) + count) % (i64::from(i32::MAX) + 1)) as i32;
@@ -46,7 +67,9 @@ impl Sequences {
 
     /// Batches of the partition sent and not yet settled.
     pub fn in_flight(&self, topic: &str, partition: PartitionId) -> usize {
-        self.partitions.get(&(topic.to_owned(), partition)).map_or(0, |entry| entry.batches_in_flight)
+        let index = self.topics.get(topic);
+        let entry = index.and_then(|&index| self.partitions.get(index)?.get(&partition));
+        entry.map_or(0, |entry| entry.batches_in_flight)
     }
 
     /// Whether `batches` more batches of the partition may be sent now.
@@ -56,12 +79,11 @@ impl Sequences {
     }
 
     pub fn sent(&mut self, topic: &str, partition: PartitionId, batches: usize) {
-        let entry = self.partitions.entry((topic.to_owned(), partition)).or_default();
-        entry.batches_in_flight += batches;
+        self.entry(topic, partition).batches_in_flight += batches;
     }
 
     pub fn settled(&mut self, topic: &str, partition: PartitionId, batches: usize) {
-        if let Some(entry) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
+        if let Some(entry) = self.get_mut(topic, partition) {
             entry.batches_in_flight = entry.batches_in_flight.saturating_sub(batches);
         }
     }
@@ -81,10 +103,7 @@ mod tests {
         assert_eq!(sequences.assign("u", PartitionId(0), 1), 0);
         assert_eq!(sequences.assign("t", PartitionId(0), 1), 5);
         let mut wrapping = Sequences::default();
-        wrapping.partitions.insert(
-            ("t".into(), PartitionId(0)),
-            PartitionSequence { next_sequence: i32::MAX - 1, batches_in_flight: 0 },
-        );
+        *wrapping.entry("t", PartitionId(0)) = PartitionSequence { next_sequence: i32::MAX - 1, batches_in_flight: 0 };
         assert_eq!(wrapping.assign("t", PartitionId(0), 3), i32::MAX - 1);
         assert_eq!(wrapping.assign("t", PartitionId(0), 1), 1);
     }

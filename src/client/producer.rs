@@ -28,7 +28,7 @@
 //! batch whose answer was lost (timeout, dropped connection) may be appended twice.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::accumulator::{Accumulator, AccumulatorConfig, BatchToken, ClosedBatch};
 use super::batch_buffers::BatchBuffers;
@@ -258,9 +258,9 @@ fn produce_topics(
             payload_offset: range.offset,
             payload_length: range.length,
         };
-        match topics.iter_mut().find(|t| t.name == part.topic) {
+        match topics.iter_mut().find(|t| *t.name == *part.topic) {
             Some(topic) => topic.partitions.push(partition),
-            None => topics.push(ProduceTopic { name: part.topic.clone(), partitions: vec![partition] }),
+            None => topics.push(ProduceTopic { name: part.topic.to_string(), partitions: vec![partition] }),
         }
     }
     Ok((topics, payload.finish()))
@@ -278,7 +278,7 @@ const BATCHES_PER_PART: usize = 1;
 /// see [`Producer::build_batches`]), and the delivery sender of its records.
 #[derive(Debug)]
 struct PartitionBatches {
-    topic: String,
+    topic: Rc<str>,
     partition: PartitionId,
     batch: Bytes,
     sender: DeliverySender,
@@ -741,10 +741,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// ahead of an earlier part of the partition that waits for its retry.
     fn sendable(&self) -> Vec<usize> {
         let mut chosen = Vec::new();
-        let mut seen: HashSet<(&str, PartitionId)> = HashSet::new();
+        // Fx-hashed: the parts are this producer's own.
+        let mut seen: FxHashSet<(&str, PartitionId)> = FxHashSet::default();
         let mut bytes = 0;
         for (index, part) in self.waiting.iter().enumerate() {
-            if !seen.insert((part.topic.as_str(), part.partition)) {
+            if !seen.insert((&*part.topic, part.partition)) {
                 continue;
             }
             if self.idempotent {
@@ -776,7 +777,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     fn build_batches(&mut self, closed: Vec<ClosedBatch<DeliverySender>>) -> Vec<PartitionBatches> {
         let mut parts: Vec<PartitionBatches> = Vec::new();
         for batch in closed {
-            if let Some(&count) = self.partition_counts.get(&batch.topic) {
+            if let Some(&count) = self.partition_counts.get(&*batch.topic) {
                 self.sticky.batch_closed(&batch.topic, batch.partition, count);
             }
             let mut builder = batch.builder;
@@ -938,10 +939,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             .collect();
         for part in parts {
             self.sequences.settled(&part.topic, part.partition, BATCHES_PER_PART);
-            let answer = answers.get(&(part.topic.as_str(), part.partition.0)).copied();
+            let answer = answers.get(&(&*part.topic, part.partition.0)).copied();
             let Some(answer) = answer else {
                 let error = ClientError::Partition {
-                    topic: part.topic.clone(),
+                    topic: part.topic.to_string(),
                     partition: part.partition,
                     code: ErrorCode::Unknown,
                     message: "missing from the Produce response".to_owned(),
@@ -957,7 +958,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             }
             if code == ErrorCode::NotLeader || code == ErrorCode::UnknownTopicOrPartition {
                 // Partition counts may have changed: ask again on next use.
-                self.partition_counts.remove(&part.topic);
+                self.partition_counts.remove(&*part.topic);
             }
             // A gap behind an earlier batch of the partition that is being retried is not lost
             // data: this batch goes again after it.
@@ -976,7 +977,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 ),
                 _ => answer.error_message.clone(),
             };
-            let error = ClientError::Partition { topic: part.topic.clone(), partition: part.partition, code, message };
+            let error =
+                ClientError::Partition { topic: part.topic.to_string(), partition: part.partition, code, message };
             if code == ErrorCode::ProducerFenced {
                 self.fatal = Some(error.clone());
             }
