@@ -238,6 +238,10 @@ impl Drop for DeliverySender {
     /// A sender dropped unsettled (a bug, or the producer dropped with records queued) fails
     /// its futures instead of leaving them pending forever.
     fn drop(&mut self) {
+        // Settled batches (nearly all) drop without building the error.
+        if self.0.try_borrow().is_ok_and(|batch| batch.result.is_some()) {
+            return;
+        }
         self.resolve(Err(ClientError::InvalidArgument(
             "the producer was dropped before the record was acknowledged".to_owned(),
         )));
