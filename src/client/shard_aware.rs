@@ -214,7 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
         value: Bytes,
         headers: Vec<(String, Bytes)>,
     ) -> ClientResult<DeliveryFuture> {
-        self.route_and_queue(topic, None, key, value, &headers, None, Instant::now()).await
+        self.send_at(Instant::now(), topic, key, value, headers).await
     }
 
     /// [`ShardAwareProducer::send`] with the caller's reading of the clock (see
