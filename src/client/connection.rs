@@ -34,6 +34,7 @@ use crate::protocol::{
     check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode, ErrorResponse, Frame,
     FrameDecoder, FrameLimits, FrameStatus, Request, MAX_FRAME_BYTES_DEFAULT,
 };
+pub use crate::server::socket_recv::Recv;
 
 /// Slack above the broker's default frame limit for response frames: a fetch returns at least
 /// one whole batch (up to 64 MiB) plus its envelope, so a client must accept a little more
@@ -98,6 +99,12 @@ pub struct Response<T> {
     pub payload: Bytes,
 }
 
+/// A stream's receive that never waits and writes straight into `buffer`'s spare capacity (at
+/// most `want` bytes, appended), skipping the copy a `futures-io` read needs. Supplied by the
+/// runtime for its sockets (`crate::runtime` for glommio TCP streams); when it reports
+/// [`Recv::WouldBlock`] the connection waits through the stream's `poll_read` as usual.
+pub type ReceiveInPlace<S> = fn(&mut S, &mut BytesMut, usize) -> std::io::Result<Recv>;
+
 /// A connection to one broker. See the module doc.
 pub struct Connection<S> {
     stream: S,
@@ -108,6 +115,8 @@ pub struct Connection<S> {
     /// Zeroed once, reused for every read of a small frame: zero-filling a fresh chunk on each
     /// poll cost more than the data (a 64 KiB memset per poll, even when nothing arrived).
     read_scratch: Box<[u8]>,
+    /// The stream's non-blocking receive into spare capacity, if it has one.
+    receive_in_place: Option<ReceiveInPlace<S>>,
     /// Where a request's small parts are gathered into one write (see `frame_writer`).
     write_scratch: Vec<u8>,
     next_correlation_id: u32,
@@ -127,12 +136,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             sleeper,
             read_buffer: BytesMut::new(),
             read_scratch: vec![0u8; READ_CHUNK_BYTES].into_boxed_slice(),
+            receive_in_place: None,
             write_scratch: Vec::new(),
             next_correlation_id: 1,
             in_flight: VecDeque::new(),
             parked: FxHashMap::default(),
             poisoned: None,
         }
+    }
+
+    /// Receives the rest of large frames with `receive` (see [`ReceiveInPlace`]).
+    pub fn with_receive_in_place(mut self, receive: ReceiveInPlace<S>) -> Connection<S> {
+        self.receive_in_place = Some(receive);
+        self
     }
 
     pub fn config(&self) -> &ConnectionConfig {
@@ -343,17 +359,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// [`READ_CHUNK_BYTES`], at most [`READ_SCRATCH_BYTES_MAX`]). Cancellation-safe: the buffer
     /// only ever holds bytes that arrived.
     ///
-    /// Reads go through a scratch buffer zeroed once, then are copied: one memcpy per byte
-    /// received. Reading straight into the frame buffer needed it zero-filled first
-    /// (`futures-io` reads into initialized memory), and a large frame arriving in many partial
-    /// reads, or a read that returned `Pending`, re-zeroed the whole rest of the frame each time:
-    /// ~11 % of a tailing consumer's CPU went to `memset`.
+    /// Reads go through a scratch buffer zeroed once, then are copied. Reading straight into
+    /// the frame buffer through `futures-io` needs it zero-filled first (its reads take
+    /// initialized memory), and a large frame arriving in many partial reads, or a read that
+    /// returned `Pending`, re-zeroed the whole rest of the frame each time: ~11 % of a tailing
+    /// consumer's CPU went to `memset`. With a [`ReceiveInPlace`] (TCP on glommio), the rest of
+    /// a frame larger than [`READ_CHUNK_BYTES`] is received straight into the buffer's spare
+    /// capacity instead; the copy from the scratch buffer was 16 % of an end-to-end consumer's
+    /// samples (PERF.md). Small frames (acks) keep the scratch path: it waits through the
+    /// runtime with no extra system call when nothing has arrived.
     fn poll_read_more(&mut self, context: &mut Context<'_>) -> Poll<ClientResult<()>> {
         let needed = match self.decoder.status(&self.read_buffer) {
             Ok(FrameStatus::NeedMore(needed)) => needed,
             Ok(FrameStatus::Ready(_)) => return Poll::Ready(Ok(())),
             Err(error) => return Poll::Ready(Err(error.into())),
         };
+        if let Some(receive) = self.receive_in_place.filter(|_| needed > READ_CHUNK_BYTES) {
+            match receive(&mut self.stream, &mut self.read_buffer, needed) {
+                Ok(Recv::Read(_)) => return Poll::Ready(Ok(())),
+                Ok(Recv::Closed) => {
+                    return Poll::Ready(Err(ClientError::ConnectionClosed { in_flight: self.in_flight.len() }))
+                }
+                // Nothing yet: wait through the runtime's read below. It usually finds nothing
+                // either and only arms the wake-up; the next call receives in place again.
+                Ok(Recv::WouldBlock) => {}
+                Err(error) => return Poll::Ready(Err(error.into())),
+            }
+        }
         let want = needed.clamp(READ_CHUNK_BYTES, READ_SCRATCH_BYTES_MAX);
         if self.read_scratch.len() < want {
             // Grows at most a few times per connection, to the largest read it needs.

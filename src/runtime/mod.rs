@@ -9,14 +9,17 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use glommio::net::TcpStream;
 use glommio::LocalExecutorBuilder;
 
 use crate::client::{ClientError, Connect, Connection, ConnectionConfig, ShardConnect, Sleeper};
+use crate::server::socket_recv::{recv_into_spare, Recv};
 
 /// Default bound on establishing a TCP connection.
 pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5_000;
@@ -42,10 +45,17 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStrea
     Ok(stream)
 }
 
-/// [`connect`], then a [`Connection`] with the glommio sleeper.
+/// [`connect`], then a [`Connection`] with the glommio sleeper that receives large response
+/// frames in place ([`receive_tcp_in_place`]).
 pub async fn open_connection(addr: SocketAddr, config: ConnectionConfig) -> io::Result<Connection<TcpStream>> {
     let stream = connect(addr, Duration::from_millis(CONNECT_TIMEOUT_MS_DEFAULT)).await?;
-    Ok(Connection::new(stream, config, Rc::new(GlommioSleeper)))
+    Ok(Connection::new(stream, config, Rc::new(GlommioSleeper)).with_receive_in_place(receive_tcp_in_place))
+}
+
+/// The client's [`crate::client::connection::ReceiveInPlace`] for glommio TCP streams: a
+/// non-blocking `recv(2)` on the stream's socket into the buffer's spare capacity.
+pub fn receive_tcp_in_place(stream: &mut TcpStream, buffer: &mut BytesMut, want: usize) -> io::Result<Recv> {
+    recv_into_spare(stream.as_raw_fd(), buffer, want)
 }
 
 /// A [`Connect`] for [`crate::client::Producer::with_reconnect`]: each call opens a new TCP
@@ -79,16 +89,20 @@ where
 mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
+    use std::thread::JoinHandle;
 
     use bytes::BytesMut;
 
     use super::*;
     use crate::protocol::{encode_response, FrameDecoder, MetadataResponse, MetadataTopic, ResponseTo};
 
-    /// Guards the glommio glue over a real socket: connect, one vectored request write,
-    /// framed reads, and the sleeper-driven timeout racing a response that does come.
-    #[test]
-    fn glommio_connection_round_trip_over_tcp() {
+    /// A fake broker on a thread: accepts one connection, reads one request frame and answers
+    /// it with the Metadata `response`, written in `pieces` with `pause` between them.
+    fn answer_one_metadata_request(
+        response: MetadataResponse,
+        pieces: usize,
+        pause: Duration,
+    ) -> (SocketAddr, JoinHandle<usize>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let broker = std::thread::spawn(move || {
@@ -98,28 +112,44 @@ mod tests {
             let mut chunk = [0u8; 4096];
             for _ in 0..1_000 {
                 if let Some(frame) = decoder.split_frame(&mut input).expect("a valid frame") {
-                    let response = MetadataResponse {
-                        shard_count: 4,
-                        topics: vec![MetadataTopic {
-                            name: "t".into(),
-                            error_code: 0,
-                            partitions: Vec::new(),
-                            retention_ms: -1,
-                            retention_bytes: -1,
-                            segment_bytes: 0,
-                        }],
-                        shard_ports: vec![9300, 9301, 9302, 9303],
-                    };
                     let bytes =
                         encode_response(ResponseTo::from(&frame.header), &response, vec![]).expect("encode").to_vec();
-                    socket.write_all(&bytes).expect("write");
-                    return;
+                    for piece in bytes.chunks(bytes.len().div_ceil(pieces.max(1))) {
+                        socket.write_all(piece).expect("write");
+                        std::thread::sleep(pause);
+                    }
+                    return bytes.len();
                 }
                 let got = socket.read(&mut chunk).expect("read");
                 assert!(got > 0, "the client hung up before a whole request");
                 input.extend_from_slice(&chunk[..got]);
             }
+            panic!("no whole request in 1,000 reads");
         });
+        (addr, broker)
+    }
+
+    fn topic(name: String) -> MetadataTopic {
+        MetadataTopic {
+            name,
+            error_code: 0,
+            partitions: Vec::new(),
+            retention_ms: -1,
+            retention_bytes: -1,
+            segment_bytes: 0,
+        }
+    }
+
+    /// Guards the glommio glue over a real socket: connect, one vectored request write,
+    /// framed reads, and the sleeper-driven timeout racing a response that does come.
+    #[test]
+    fn glommio_connection_round_trip_over_tcp() {
+        let response = MetadataResponse {
+            shard_count: 4,
+            topics: vec![topic("t".into())],
+            shard_ports: vec![9300, 9301, 9302, 9303],
+        };
+        let (addr, broker) = answer_one_metadata_request(response, 1, Duration::ZERO);
         let shard_count = run_local(|| async move {
             let mut connection = open_connection(addr, ConnectionConfig::default()).await.expect("connect");
             connection.metadata(&[]).await.expect("metadata").shard_count
@@ -127,5 +157,52 @@ mod tests {
         .expect("executor");
         assert_eq!(shard_count, 4);
         broker.join().expect("fake broker thread");
+    }
+
+    thread_local! {
+        static IN_PLACE_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn counting_receive(stream: &mut TcpStream, buffer: &mut BytesMut, want: usize) -> io::Result<Recv> {
+        let received = receive_tcp_in_place(stream, buffer, want)?;
+        if let Recv::Read(got) = received {
+            IN_PLACE_BYTES.with(|bytes| bytes.set(bytes.get() + got));
+        }
+        Ok(received)
+    }
+
+    /// Guards the in-place receive of large responses: a ~200 KiB Metadata response written in
+    /// pieces with pauses between them (so the client finds the socket empty mid-frame and
+    /// waits through glommio, then goes on in place) arrives whole and decodes to every topic,
+    /// and most of its bytes came through the in-place receive rather than the scratch copy
+    /// (which takes the frame's first read, before its length is known, and whatever arrives
+    /// between the in-place receive finding the socket empty and glommio's own read).
+    #[test]
+    fn large_responses_arriving_in_pieces_are_received_in_place() {
+        const TOPICS: usize = 4_000;
+        const SCRATCH_READ_BYTES: usize = 64 * 1024;
+        let name = |i: usize| format!("topic-with-a-long-name-{i:08}");
+        let response = MetadataResponse {
+            shard_count: 1,
+            topics: (0..TOPICS).map(|i| topic(name(i))).collect(),
+            shard_ports: vec![],
+        };
+        let (addr, broker) = answer_one_metadata_request(response, 6, Duration::from_millis(5));
+        let (names, in_place_bytes) = run_local(|| async move {
+            let stream = connect(addr, Duration::from_secs(5)).await.expect("connect");
+            let mut connection = Connection::new(stream, ConnectionConfig::default(), Rc::new(GlommioSleeper))
+                .with_receive_in_place(counting_receive);
+            let topics = connection.metadata(&[]).await.expect("metadata").topics;
+            (topics.into_iter().map(|topic| topic.name).collect::<Vec<_>>(), IN_PLACE_BYTES.with(|b| b.get()))
+        })
+        .expect("executor");
+        let frame_bytes = broker.join().expect("fake broker thread");
+        assert!(frame_bytes > 3 * SCRATCH_READ_BYTES, "the frame is large: {frame_bytes} bytes");
+        assert_eq!(names.len(), TOPICS);
+        assert!(names.iter().enumerate().all(|(i, found)| *found == name(i)));
+        assert!(
+            in_place_bytes > frame_bytes / 2,
+            "only {in_place_bytes} of {frame_bytes} bytes were received in place"
+        );
     }
 }
