@@ -241,6 +241,11 @@ impl<T: BatchToken> Accumulator<T> {
         front_lingered && self.oldest_open().is_some_and(|entry| entry.lingered(now))
     }
 
+    /// Whether some batch is closed (full, or closed to make room) and waits to be drained.
+    pub fn has_closed(&self) -> bool {
+        !self.closed.is_empty()
+    }
+
     /// When the oldest open batch's linger runs out (`None` when no batch is open).
     pub fn next_linger_deadline(&self) -> Option<Instant> {
         self.oldest_open().and_then(|entry| entry.lingers_until)

@@ -3,6 +3,7 @@
 //! at most `chunk_bytes` at a time, to exercise partial reads and short vectored writes. When
 //! nothing is left to read, a read returns end-of-stream: the "broker" closed the connection.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -26,6 +27,9 @@ pub struct FakeStream {
     inbound: BytesMut,
     outbound: VecDeque<u8>,
     chunk_bytes: usize,
+    /// While it holds `true`, answers are held back: reads are `Pending` (and wake no one), as
+    /// if every answer were still on its way. Poll such a stream only with `now_or_never`.
+    answers_held: Option<Rc<Cell<bool>>>,
 }
 
 impl FakeStream {
@@ -36,7 +40,14 @@ impl FakeStream {
             inbound: BytesMut::new(),
             outbound: VecDeque::new(),
             chunk_bytes: chunk_bytes.max(1),
+            answers_held: None,
         }
+    }
+
+    /// Holds answers back while `held` is `true` (see the field).
+    pub fn with_answers_held(mut self, held: Rc<Cell<bool>>) -> FakeStream {
+        self.answers_held = Some(held);
+        self
     }
 }
 
@@ -69,6 +80,9 @@ impl AsyncWrite for FakeStream {
 
 impl AsyncRead for FakeStream {
     fn poll_read(mut self: Pin<&mut Self>, _context: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if self.answers_held.as_ref().is_some_and(|held| held.get()) {
+            return Poll::Pending;
+        }
         let take = buf.len().min(self.chunk_bytes).min(self.outbound.len());
         for (slot, byte) in buf.iter_mut().zip(self.outbound.drain(..take)) {
             *slot = byte;

@@ -534,11 +534,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
 
     /// Nothing ready, nothing waiting, no retry, and a usable connection: the common case,
     /// checked once per record without an allocation or a clock read.
+    ///
+    /// Also true while every request slot is taken and the only ready batches are open ones
+    /// whose linger ran out: they stay open and keep taking records until an ack frees a slot
+    /// (Kafka's sender does the same). Closing them at once would send one-record batches
+    /// behind a full pipeline (with `linger_ms = 0`, a round trip per record); a batch that
+    /// fills up still closes, and then the sender waits for a slot as before, which bounds
+    /// what the producer holds.
     fn nothing_to_send(&self, now: Instant) -> bool {
         self.waiting.is_empty()
             && self.retries.is_empty()
             && self.connection.poisoned().is_none()
-            && !self.accumulator.has_ready(now)
+            && (!self.accumulator.has_ready(now) || (self.request_slots_full() && !self.accumulator.has_closed()))
+    }
+
+    /// Whether the in-flight bound is reached: the next request waits for an answer.
+    fn request_slots_full(&self) -> bool {
+        self.in_flight.len() >= self.config.requests_in_flight_max
     }
 
     /// [`Producer::poll`], then waits until something changes — a response arrives, a
@@ -703,7 +715,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
                 return Ok(sent);
             }
             // Backpressure: with the in-flight bound reached, wait for the oldest answer.
-            while self.in_flight.len() >= self.config.requests_in_flight_max {
+            while self.request_slots_full() {
                 self.receive_oldest().await?;
             }
             if self.connection.poisoned().is_some() {
@@ -1041,11 +1053,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// everything outstanding and is returned.
     pub async fn wait_for_change(&mut self, deadline: Instant) -> ClientResult<()> {
         let now = Instant::now();
-        let wake = [Some(deadline), self.accumulator.next_linger_deadline(), self.next_retry_due()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(deadline);
+        // A lingered batch cannot leave before an answer frees a request slot (see
+        // `nothing_to_send`): then only an answer, a retry or the deadline is worth waking for.
+        let linger = if self.request_slots_full() { None } else { self.accumulator.next_linger_deadline() };
+        let wake = [Some(deadline), linger, self.next_retry_due()].into_iter().flatten().min().unwrap_or(deadline);
         if wake <= now {
             return Ok(());
         }
