@@ -49,11 +49,19 @@ impl Pacer {
     /// How many messages are due at `now_ns` and not yet taken (the backlog).
     #[cfg(test)]
     pub fn backlog(&self, now_ns: Nanos) -> u64 {
-        if now_ns < self.start_ns {
+        self.unsent_due(self.start_ns, now_ns)
+    }
+
+    /// How many messages intended for `[from_ns, now_ns]` are not yet taken: at the end of a
+    /// run, what a producer that fell behind the rate never sent in the measured window.
+    pub fn unsent_due(&self, from_ns: Nanos, now_ns: Nanos) -> u64 {
+        if now_ns < self.start_ns || now_ns < from_ns {
             return 0;
         }
+        // Messages with an intended time at or before `now_ns`, and the first one at or after `from_ns`.
         let due = ((now_ns - self.start_ns) as f64 / self.interval_ns).floor() as u64 + 1;
-        due.saturating_sub(self.issued)
+        let first_in_window = (from_ns.saturating_sub(self.start_ns) as f64 / self.interval_ns).ceil() as u64;
+        due.saturating_sub(self.issued.max(first_in_window))
     }
 
     #[cfg(test)]
@@ -90,6 +98,23 @@ mod tests {
         assert!(taken.windows(2).all(|w| w[1] - w[0] == 1_000_000));
         assert_eq!(pacer.issued(), 11);
         assert_eq!(pacer.backlog(now), 0);
+    }
+
+    /// Guards the shortfall count of a producer that fell behind: only messages intended
+    /// inside the measured window and not taken count, whatever happened in the warmup.
+    #[test]
+    fn unsent_due_counts_the_window_only() {
+        let mut pacer = Pacer::new(0, 1_000.0); // one per ms, at 0, 1, 2, … ms
+        let ms = 1_000_000;
+        // Caught up until 3 ms (four taken), then stalled until 10 ms.
+        while pacer.take_due(3 * ms).is_some() {}
+        assert_eq!(pacer.issued(), 4);
+        assert_eq!(pacer.unsent_due(0, 10 * ms), 7, "4 ms … 10 ms never sent");
+        assert_eq!(pacer.unsent_due(5 * ms, 10 * ms), 6, "a window from 5 ms: 5 ms … 10 ms");
+        assert_eq!(pacer.unsent_due(2 * ms, 10 * ms), 7, "taken ones before the window's end never count");
+        assert_eq!(pacer.unsent_due(11 * ms, 10 * ms), 0, "an empty window");
+        while pacer.take_due(10 * ms).is_some() {}
+        assert_eq!(pacer.unsent_due(0, 10 * ms), 0, "caught up");
     }
 
     /// A rate that does not divide a second does not drift: 3 per second gives 3 per second

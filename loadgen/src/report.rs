@@ -122,6 +122,9 @@ pub struct Results {
     pub end_to_end_latency: Option<LatencySummary>,
     /// Open loop only: send time minus intended send time, per message.
     pub send_lag: Option<LatencySummary>,
+    /// Open loop only: messages intended for the measured window and never sent, because the
+    /// producers fell behind `--rate` (0 when they kept up).
+    pub open_loop_unsent_messages: Option<u64>,
     pub errors: BTreeMap<String, u64>,
     pub broker_memory: Option<BrokerMemory>,
     /// `--kill-consumer-after`: how long the killed member's partitions went unconsumed.
@@ -166,6 +169,7 @@ pub fn results(stats: &Stats, windows: Windows, producers: usize, consumers: usi
         produce_ack_latency: (producers > 0).then(|| summarize(&stats.produce_ack)),
         end_to_end_latency: (producers > 0 && consumers > 0).then(|| summarize(&stats.end_to_end)),
         send_lag: (!stats.send_lag.is_empty()).then(|| summarize(&stats.send_lag)),
+        open_loop_unsent_messages: None,
         errors: stats.errors.clone(),
         broker_memory: None,
         rebalance: None,
@@ -263,6 +267,14 @@ pub fn format_text(report: &Report) -> String {
     if let Some(lag) = &r.send_lag {
         latency_line(&mut out, "loadgen send lag", lag);
     }
+    if let Some(unsent) = r.open_loop_unsent_messages.filter(|&unsent| unsent > 0) {
+        let _ = writeln!(
+            out,
+            "{:<22} {unsent} messages came due in the measured window and were never sent: the producers \
+             fell behind --rate, and the figures above cover only the messages sent (lower the rate)",
+            "OPEN LOOP FELL BEHIND"
+        );
+    }
     if r.errors.is_empty() {
         let _ = writeln!(out, "{:<22} none", "errors");
     } else {
@@ -327,6 +339,25 @@ mod tests {
         assert!(text.contains("end-to-end latency     p50 1.00 ms"), "{text}");
         assert!(text.contains("errors                 throttled_busy × 3"), "{text}");
         assert!(!text.contains("send lag"), "a closed loop records no send lag: {text}");
+    }
+
+    /// Guards the shortfall line: an open loop that fell behind its rate says so, with the
+    /// count, even when no message of the measured window was sent (0 samples); one that kept
+    /// up, and a closed loop, print nothing.
+    #[test]
+    fn text_report_says_when_an_open_loop_fell_behind() {
+        let report_with = |unsent: Option<u64>| {
+            let (mut results, distributions) =
+                results(&Stats::default(), Windows { produce_s: 3.0, consume_s: 0.0 }, 1, 0);
+            results.open_loop_unsent_messages = unsent;
+            Report { results, distributions, ..report() }
+        };
+        let text = format_text(&report_with(Some(1_234)));
+        assert!(text.contains("OPEN LOOP FELL BEHIND  1234 messages came due"), "{text}");
+        assert!(!format_text(&report_with(Some(0))).contains("FELL BEHIND"));
+        assert!(!format_text(&report_with(None)).contains("FELL BEHIND"));
+        let json = serde_json::to_value(report_with(Some(1_234))).unwrap();
+        assert_eq!(json["results"]["open_loop_unsent_messages"], 1_234);
     }
 
     /// Guards the open loop's send-lag line: shown when lags were recorded, with percentiles.

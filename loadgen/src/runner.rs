@@ -271,6 +271,7 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
     };
     let (mut results, distributions) = report::results(&stats, windows, args.producers, args.consumers);
     results.rebalance = run.rebalance.summary(start_ns);
+    results.open_loop_unsent_messages = args.rate.map(|_| stats.unsent_due_messages);
     let report = Report {
         tool: "ringmq-loadgen",
         version: env!("CARGO_PKG_VERSION"),

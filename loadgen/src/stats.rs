@@ -54,6 +54,9 @@ pub struct Stats {
     pub consumed_bytes: u64,
     /// Failed messages (produce) or failed fetches (consume), by error code name.
     pub errors: BTreeMap<String, u64>,
+    /// Open loop: messages intended for the measured window that a producer had not sent when
+    /// the run ended (it fell behind `--rate`). They are in no latency above.
+    pub unsent_due_messages: u64,
 }
 
 impl Default for Stats {
@@ -67,6 +70,7 @@ impl Default for Stats {
             consumed_messages: 0,
             consumed_bytes: 0,
             errors: BTreeMap::new(),
+            unsent_due_messages: 0,
         }
     }
 }
@@ -108,6 +112,7 @@ impl Stats {
         for (code, count) in &other.errors {
             *self.errors.entry(code.clone()).or_default() += count;
         }
+        self.unsent_due_messages += other.unsent_due_messages;
     }
 
     /// Moves everything out, leaving `self` empty (histograms keep their allocation).
@@ -121,6 +126,7 @@ impl Stats {
         self.consumed_messages = 0;
         self.consumed_bytes = 0;
         self.errors.clear();
+        self.unsent_due_messages = 0;
         taken
     }
 

@@ -216,6 +216,9 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
         let now_instant = Instant::now();
         let now = run.clock.ns_at(now_instant);
         if state.should_stop(start_ns, now) {
+            if let Some(pacer) = &pacer {
+                state.local.unsent_due_messages += pacer.unsent_due(state.measure_from_ns, now);
+            }
             break;
         }
         let intended_ns = match pacer.as_mut() {
