@@ -124,6 +124,8 @@ pub struct Accumulator<T> {
     next_id: u64,
     closed: VecDeque<ClosedBatch<T>>,
     records: usize,
+    /// The builders' estimated bytes, summed over every open and closed batch held.
+    held_bytes: usize,
 }
 
 impl<T: BatchToken> Accumulator<T> {
@@ -138,6 +140,7 @@ impl<T: BatchToken> Accumulator<T> {
             next_id: 0,
             closed: VecDeque::new(),
             records: 0,
+            held_bytes: 0,
         }
     }
 
@@ -148,6 +151,12 @@ impl<T: BatchToken> Accumulator<T> {
     /// Records held, in open and closed batches.
     pub fn records(&self) -> usize {
         self.records
+    }
+
+    /// Estimated bytes of every batch held, open and closed (what the batches will take once
+    /// built).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -187,11 +196,15 @@ impl<T: BatchToken> Accumulator<T> {
                 let at = self.by_age.partition_point(|entry| entry.opened_at <= now);
                 let lingers_until = now.checked_add(self.config.linger);
                 self.by_age.insert(at, AgeEntry { opened_at: now, lingers_until, slot, id });
-                vacant.insert(OpenBatch { builder: BatchBuilder::new(self.batch_config), token: T::default(), id })
+                let builder = BatchBuilder::new(self.batch_config);
+                self.held_bytes += builder.estimated_bytes();
+                vacant.insert(OpenBatch { builder, token: T::default(), id })
             }
         };
         let record_index = u32::try_from(open.builder.record_count()).unwrap_or(u32::MAX);
+        let bytes_before = open.builder.estimated_bytes();
         open.builder.push_shared(timestamp, key, value, headers);
+        self.held_bytes += open.builder.estimated_bytes().saturating_sub(bytes_before);
         let share = open.token.share();
         self.records += 1;
         if open.builder.estimated_bytes() >= self.config.batch_bytes {
@@ -266,6 +279,8 @@ impl<T: BatchToken> Accumulator<T> {
         }
         let drained: Vec<ClosedBatch<T>> = self.closed.drain(..).collect();
         self.records -= drained.iter().map(|b| b.builder.record_count()).sum::<usize>();
+        let drained_bytes: usize = drained.iter().map(|b| b.builder.estimated_bytes()).sum();
+        self.held_bytes = self.held_bytes.saturating_sub(drained_bytes);
         drained
     }
 

@@ -3,13 +3,14 @@
 //! at most `chunk_bytes` at a time, to exercise partial reads and short vectored writes. When
 //! nothing is left to read, a read returns end-of-stream: the "broker" closed the connection.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -27,9 +28,6 @@ pub struct FakeStream {
     inbound: BytesMut,
     outbound: VecDeque<u8>,
     chunk_bytes: usize,
-    /// While it holds `true`, answers are held back: reads are `Pending` (and wake no one), as
-    /// if every answer were still on its way. Poll such a stream only with `now_or_never`.
-    answers_held: Option<Rc<Cell<bool>>>,
 }
 
 impl FakeStream {
@@ -40,14 +38,7 @@ impl FakeStream {
             inbound: BytesMut::new(),
             outbound: VecDeque::new(),
             chunk_bytes: chunk_bytes.max(1),
-            answers_held: None,
         }
-    }
-
-    /// Holds answers back while `held` is `true` (see the field).
-    pub fn with_answers_held(mut self, held: Rc<Cell<bool>>) -> FakeStream {
-        self.answers_held = Some(held);
-        self
     }
 }
 
@@ -80,14 +71,96 @@ impl AsyncWrite for FakeStream {
 
 impl AsyncRead for FakeStream {
     fn poll_read(mut self: Pin<&mut Self>, _context: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if self.answers_held.as_ref().is_some_and(|held| held.get()) {
-            return Poll::Pending;
-        }
         let take = buf.len().min(self.chunk_bytes).min(self.outbound.len());
         for (slot, byte) in buf.iter_mut().zip(self.outbound.drain(..take)) {
             *slot = byte;
         }
         Poll::Ready(Ok(take))
+    }
+}
+
+/// Opens when told, or by a thread after a delay; a future waiting on it is woken.
+#[derive(Default)]
+pub struct Gate {
+    open: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Gate {
+    pub fn opened() -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        gate.open.store(true, Ordering::SeqCst);
+        gate
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().expect("gate lock").take() {
+            waker.wake();
+        }
+    }
+
+    pub fn open_after(self: &Arc<Gate>, delay: Duration) {
+        let gate = Arc::clone(self);
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            gate.open();
+        });
+    }
+
+    /// Holds responses back from now on (until [`Gate::open`]).
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
+
+    pub fn poll_open(&self, context: &mut Context<'_>) -> Poll<()> {
+        if self.open.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        *self.waker.lock().expect("gate lock") = Some(context.waker().clone());
+        // Opened between the check and the registration: do not miss it.
+        if self.open.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+/// A [`FakeStream`] whose responses are readable only while its gate is open.
+pub struct GatedStream {
+    pub inner: FakeStream,
+    pub gate: Arc<Gate>,
+}
+
+impl AsyncWrite for GatedStream {
+    fn poll_write(mut self: Pin<&mut Self>, context: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(context, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(context)
+    }
+}
+
+impl AsyncRead for GatedStream {
+    fn poll_read(mut self: Pin<&mut Self>, context: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if self.gate.poll_open(context).is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_read(context, buf)
+    }
+}
+
+/// A sleeper whose sleeps never end: only a response can wake a wait.
+pub struct NeverSleeper;
+
+impl Sleeper for NeverSleeper {
+    fn sleep(&self, _duration: Duration) -> Pin<Box<dyn std::future::Future<Output = ()>>> {
+        Box::pin(std::future::pending())
     }
 }
 

@@ -535,17 +535,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// Nothing ready, nothing waiting, no retry, and a usable connection: the common case,
     /// checked once per record without an allocation or a clock read.
     ///
-    /// Also true while every request slot is taken and the only ready batches are open ones
-    /// whose linger ran out: they stay open and keep taking records until an ack frees a slot
-    /// (Kafka's sender does the same). Closing them at once would send one-record batches
-    /// behind a full pipeline (with `linger_ms = 0`, a round trip per record); a batch that
-    /// fills up still closes, and then the sender waits for a slot as before, which bounds
-    /// what the producer holds.
+    /// Also true while the producer holds lingered batches for a request slot (see
+    /// [`Self::holding_for_a_slot`]).
     fn nothing_to_send(&self, now: Instant) -> bool {
         self.waiting.is_empty()
             && self.retries.is_empty()
             && self.connection.poisoned().is_none()
-            && (!self.accumulator.has_ready(now) || (self.request_slots_full() && !self.accumulator.has_closed()))
+            && (!self.accumulator.has_ready(now) || self.holding_for_a_slot())
+    }
+
+    /// Natural batching: while every request slot is taken, open batches whose linger ran out
+    /// stay open and keep taking records until an ack frees a slot (Kafka's sender does the
+    /// same). Closing them at once sent one-record batches behind a full pipeline: with
+    /// `linger_ms = 0`, a round trip per record. Bounded: only while no batch is closed and
+    /// everything held fits in one batch (`batch_bytes`); past that the sender waits for a
+    /// slot as before, and that wait is what holds the caller back. (Without the byte bound, a
+    /// sticky partitioner that moves on just before a batch fills leaves every batch open,
+    /// and a closed-loop caller was never held back: seconds of records piled up.)
+    fn holding_for_a_slot(&self) -> bool {
+        self.request_slots_full()
+            && !self.accumulator.has_closed()
+            && self.accumulator.held_bytes() <= self.config.batching.batch_bytes
     }
 
     /// Whether the in-flight bound is reached: the next request waits for an answer.
@@ -1053,9 +1063,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
     /// everything outstanding and is returned.
     pub async fn wait_for_change(&mut self, deadline: Instant) -> ClientResult<()> {
         let now = Instant::now();
-        // A lingered batch cannot leave before an answer frees a request slot (see
-        // `nothing_to_send`): then only an answer, a retry or the deadline is worth waking for.
-        let linger = if self.request_slots_full() { None } else { self.accumulator.next_linger_deadline() };
+        // A lingered batch held for a slot leaves only once an answer frees one: then only an
+        // answer, a retry or the deadline is worth waking for.
+        let linger = if self.holding_for_a_slot() { None } else { self.accumulator.next_linger_deadline() };
         let wake = [Some(deadline), linger, self.next_retry_due()].into_iter().flatten().min().unwrap_or(deadline);
         if wake <= now {
             return Ok(());

@@ -6,20 +6,16 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future::block_on;
-use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::accumulator::{record_bytes_estimate, AccumulatorConfig};
 use super::connection::{Connection, ConnectionConfig};
-use super::fake_broker::{list_offsets_answer, FakeStream, Handler, InstantSleeper};
+use super::fake_broker::{list_offsets_answer, FakeStream, Gate, GatedStream, Handler, InstantSleeper, NeverSleeper};
 use super::partitioner::fnv1a_32;
 use super::producer::{Acks, ProducerConfig, ProducerRecord};
 use super::{partition_for_key, ClientResult, ConsumerConfig, SeekTo, ShardAwareConsumer, ShardAwareProducer, Sleeper};
@@ -50,86 +46,6 @@ struct Seen {
     /// (port the fetch came in on, partition), one entry per partition fetched.
     fetched: Vec<(u16, u32)>,
     next_offset: HashMap<u32, u64>,
-}
-
-/// Opens when told, or by a thread after a delay; a future waiting on it is woken.
-#[derive(Default)]
-struct Gate {
-    open: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Gate {
-    fn opened() -> Arc<Gate> {
-        let gate = Arc::new(Gate::default());
-        gate.open.store(true, Ordering::SeqCst);
-        gate
-    }
-
-    fn open(&self) {
-        self.open.store(true, Ordering::SeqCst);
-        if let Some(waker) = self.waker.lock().expect("gate lock").take() {
-            waker.wake();
-        }
-    }
-
-    fn open_after(self: &Arc<Gate>, delay: Duration) {
-        let gate = Arc::clone(self);
-        std::thread::spawn(move || {
-            std::thread::sleep(delay);
-            gate.open();
-        });
-    }
-
-    fn poll_open(&self, context: &mut Context<'_>) -> Poll<()> {
-        if self.open.load(Ordering::SeqCst) {
-            return Poll::Ready(());
-        }
-        *self.waker.lock().expect("gate lock") = Some(context.waker().clone());
-        // Opened between the check and the registration: do not miss it.
-        if self.open.load(Ordering::SeqCst) {
-            return Poll::Ready(());
-        }
-        Poll::Pending
-    }
-}
-
-/// A [`FakeStream`] whose responses are readable only while its gate is open.
-struct GatedStream {
-    inner: FakeStream,
-    gate: Arc<Gate>,
-}
-
-impl AsyncWrite for GatedStream {
-    fn poll_write(mut self: Pin<&mut Self>, context: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(context, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(context)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_close(context)
-    }
-}
-
-impl AsyncRead for GatedStream {
-    fn poll_read(mut self: Pin<&mut Self>, context: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if self.gate.poll_open(context).is_pending() {
-            return Poll::Pending;
-        }
-        Pin::new(&mut self.inner).poll_read(context, buf)
-    }
-}
-
-/// A sleeper whose sleeps never end: only a response can wake a wait.
-struct NeverSleeper;
-
-impl Sleeper for NeverSleeper {
-    fn sleep(&self, _duration: Duration) -> Pin<Box<dyn std::future::Future<Output = ()>>> {
-        Box::pin(std::future::pending())
-    }
 }
 
 fn respond<T: crate::protocol::Envelope>(frame: &Frame, body: &T) -> Vec<u8> {
@@ -389,7 +305,7 @@ fn poll_until_wakes_for_an_ack_on_the_second_shards_connection() {
         fixture.producer.flush().await.unwrap();
     });
     for gate in fixture.gates.values() {
-        gate.open.store(false, Ordering::SeqCst);
+        gate.close();
     }
     let (first, second) = block_on(async {
         let first = fixture.producer.send_record(record(Some(0), None, "to shard 0")).await.unwrap();

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use futures_lite::future::block_on;
 use super::accumulator::AccumulatorConfig;
 use super::connection::ConnectionConfig;
 use super::consumer::decode_batches;
-use super::fake_broker::{connection, list_offsets_answer, FakeStream, Handler, InstantSleeper};
+use super::fake_broker::{connection, list_offsets_answer, FakeStream, Gate, GatedStream, Handler, NeverSleeper};
 use super::{
     partition_for_key, Acks, Backoff, ClientError, Connection, Consumer, ConsumerConfig, Producer, ProducerConfig,
     SeekTo,
@@ -631,30 +632,42 @@ fn every_record_of_a_batch_resolves_with_its_own_offset() {
     }
 }
 
-/// Guards natural batching with `linger = 0` (Kafka's sender behaves the same): while every
-/// request slot is taken, records join the open batch instead of each closing a one-record
-/// batch and waiting for a slot, which made a `linger_ms = 0` producer one round trip per
-/// record (34 k msgs/s where it now does 615 k, PERF.md). The fake broker holds its answers
-/// back at first, as a real one is a round trip away: sends must not wait for them; then
-/// every record resolves with its own offset, in order.
-#[test]
-fn records_join_open_batches_while_every_request_slot_is_taken() {
-    use futures::FutureExt;
-
-    const RECORDS: u64 = 100;
-    let state = Rc::new(RefCell::new(MiniBroker { partitions: 1, ..MiniBroker::default() }));
-    let answers_held = Rc::new(std::cell::Cell::new(false));
-    let stream = FakeStream::new(1 << 12, mini_broker(Rc::clone(&state))).with_answers_held(Rc::clone(&answers_held));
-    let conn = Connection::new(stream, ConnectionConfig::default(), Rc::new(InstantSleeper));
+/// A producer (acks 1, linger 0, two request slots, `batch_bytes`) on a mini broker of topic
+/// "t" with `partitions`, whose answers are held back (gate closed) once the topic is known:
+/// as with a real broker a round trip away, requests take the slots and stay there.
+fn producer_with_answers_held(
+    partitions: u32,
+    batch_bytes: usize,
+) -> (Producer<GatedStream>, Rc<RefCell<MiniBroker>>, Arc<Gate>) {
+    let state = Rc::new(RefCell::new(MiniBroker { partitions, ..MiniBroker::default() }));
+    let gate = Gate::opened();
+    let stream =
+        GatedStream { inner: FakeStream::new(1 << 12, mini_broker(Rc::clone(&state))), gate: Arc::clone(&gate) };
+    let conn = Connection::new(stream, ConnectionConfig::default(), Rc::new(NeverSleeper));
     let config = ProducerConfig {
         acks: Acks::Leader,
-        batching: AccumulatorConfig { batch_bytes: 1 << 20, linger: Duration::ZERO },
+        batching: AccumulatorConfig { batch_bytes, linger: Duration::ZERO },
         requests_in_flight_max: 2,
         ..ProducerConfig::default()
     };
     let mut producer = Producer::new(conn, config);
     block_on(producer.partition_count("t")).unwrap();
-    answers_held.set(true);
+    gate.close();
+    (producer, state, gate)
+}
+
+/// Guards natural batching with `linger = 0` (Kafka's sender behaves the same): while every
+/// request slot is taken, records join the open batch instead of each closing a one-record
+/// batch and waiting for a slot, which made a `linger_ms = 0` producer one round trip per
+/// record (36 k msgs/s where it now does 580–730 k, PERF.md). The fake broker holds its
+/// answers back: sends must not wait for them; then every record resolves with its own
+/// offset, in order.
+#[test]
+fn records_join_open_batches_while_every_request_slot_is_taken() {
+    use futures::FutureExt;
+
+    const RECORDS: u64 = 100;
+    let (mut producer, state, gate) = producer_with_answers_held(1, 1 << 20);
     let deliveries: Vec<_> = (0..RECORDS)
         .map(|i| {
             let send = producer.send("t", None, Bytes::from(format!("v{i}")), Vec::new());
@@ -666,11 +679,61 @@ fn records_join_open_batches_while_every_request_slot_is_taken() {
         2,
         "two one-record requests take the slots; the rest waits in one batch"
     );
-    answers_held.set(false);
+    gate.open();
     block_on(producer.flush()).unwrap();
     assert_eq!(state.borrow().produce_requests, 3, "the flush sends the other 98 records as one batch");
     for (i, delivery) in deliveries.into_iter().enumerate() {
         assert_eq!(block_on(delivery).unwrap().offset, Some(Offset(i as u64)));
+    }
+}
+
+/// Guards the bound on natural batching: records are held for a request slot only while
+/// everything held fits in one batch. Records spread over four partitions leave four open
+/// batches that never fill (as a sticky partitioner that moves on just before a batch fills
+/// does); without the bound, sends never waited and a closed-loop caller piled up seconds of
+/// records (PERF.md: 4,096 partitions). With it, a send waits for a slot once about
+/// `batch_bytes` are held, long before any batch fills; then every record is delivered.
+#[test]
+fn holding_records_for_a_slot_stops_at_one_batch_of_bytes() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    const BATCH_BYTES: usize = 2_000;
+    let (mut producer, _state, gate) = producer_with_answers_held(4, BATCH_BYTES);
+    let record = |i: usize| super::producer::ProducerRecord {
+        topic: "t".to_owned(),
+        partition: Some(PartitionId((i % 4) as u32)),
+        key: None,
+        value: Bytes::from(vec![b'v'; 100]),
+        headers: Vec::new(),
+        timestamp: None,
+    };
+    let waker = futures::task::noop_waker();
+    let mut context = Context::from_waker(&waker);
+    let mut deliveries = Vec::new();
+    let mut first_wait = None;
+    for i in 0..200 {
+        let mut send = Box::pin(producer.send_record(record(i)));
+        match send.as_mut().poll(&mut context) {
+            Poll::Ready(delivery) => deliveries.push(delivery.unwrap()),
+            Poll::Pending => {
+                gate.open();
+                deliveries.push(block_on(send).unwrap());
+                first_wait = Some(i);
+                break;
+            }
+        }
+    }
+    let first_wait = first_wait.expect("a send waits for a slot");
+    // Each record adds ~100 bytes and its archived fields; four batches of ~14 records each
+    // would fill BATCH_BYTES only after ~56 sends.
+    assert!((2..=24).contains(&first_wait), "the first send to wait was number {first_wait}");
+    block_on(producer.flush()).unwrap();
+    let mut next_offset = [0u64; 4];
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        let delivery = block_on(delivery).unwrap();
+        assert_eq!(delivery.offset, Some(Offset(next_offset[i % 4])), "record {i}");
+        next_offset[i % 4] += 1;
     }
 }
 
