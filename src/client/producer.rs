@@ -4,7 +4,10 @@
 //! The producer is *driven*: it does I/O only inside its own calls (`send*`, `poll`,
 //! `flush`), with no background task, so it runs on any runtime. `send` appends the record,
 //! sends every batch that is ready (full, or older than `linger`) and settles the responses
-//! that have already arrived, without waiting for any. A [`DeliveryFuture`] therefore resolves
+//! that have already arrived, without waiting for any. While every request slot is taken, a
+//! batch older than `linger` stays open and keeps taking records (natural batching, as Kafka's
+//! sender does), up to one batch of bytes held; past that, or with a full batch to send,
+//! `send` waits for a slot — the producer's backpressure. A [`DeliveryFuture`] therefore resolves
 //! only while the producer is being driven: await it after [`Producer::flush`], or call
 //! [`Producer::poll`] from a timer.
 //!
