@@ -107,6 +107,17 @@ pub struct Appended {
     pub record_index: u32,
 }
 
+/// What one more record finds in its partition's open batch ([`Accumulator::close_if_full`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenBatchRoom {
+    /// No open batch: the record would open one.
+    NoBatch,
+    /// The open batch takes the record.
+    Fits,
+    /// The open batch could not take the record, and has been closed (ready to send).
+    ClosedFull,
+}
+
 /// Open and closed batches of one producer.
 #[derive(Debug)]
 pub struct Accumulator<T> {
@@ -179,11 +190,7 @@ impl<T: BatchToken> Accumulator<T> {
         let record_bytes = record_bytes_estimate(key.as_deref(), &value, headers);
         let slot = (self.topic_index(topic), partition);
         let mut batch_closed = false;
-        let fits = |open: &OpenBatch<T>| {
-            open.builder.is_empty()
-                || open.builder.estimated_bytes().saturating_add(record_bytes) <= self.config.batch_bytes
-        };
-        if self.open.get(&slot).is_some_and(|open| !fits(open)) {
+        if self.open.get(&slot).is_some_and(|open| !self.fits(open, record_bytes)) {
             self.close(&slot);
             batch_closed = true;
         }
@@ -215,6 +222,35 @@ impl<T: BatchToken> Accumulator<T> {
             self.drop_closed_front();
         }
         (Appended { batch_closed, record_index }, share)
+    }
+
+    /// Whether `open` takes one more record of `record_bytes` (an empty batch takes any record:
+    /// one larger than `batch_bytes` gets a batch of its own).
+    fn fits(&self, open: &OpenBatch<T>, record_bytes: usize) -> bool {
+        open.builder.is_empty()
+            || open.builder.estimated_bytes().saturating_add(record_bytes) <= self.config.batch_bytes
+    }
+
+    /// Closes the open batch of `topic`/`partition` if a record of `record_bytes`
+    /// ([`record_bytes_estimate`]) would not fit it, and says what the record would find.
+    ///
+    /// A sticky partitioner asks before it appends, as Kafka's does (`abortOnNewBatch`,
+    /// KIP-480): when the batch was full it moves on first, and the record opens a batch on the
+    /// next partition. Appending instead would close the full batch and open a new one here for
+    /// this one record, which then waits out its linger alone once the partitioner has moved
+    /// on: a straggler batch per switch.
+    pub fn close_if_full(&mut self, topic: &str, partition: PartitionId, record_bytes: usize) -> OpenBatchRoom {
+        let slot = (self.topic_index(topic), partition);
+        let room = match self.open.get(&slot) {
+            None => OpenBatchRoom::NoBatch,
+            Some(open) if self.fits(open, record_bytes) => OpenBatchRoom::Fits,
+            Some(_) => OpenBatchRoom::ClosedFull,
+        };
+        if room == OpenBatchRoom::ClosedFull {
+            self.close(&slot);
+            self.drop_closed_front();
+        }
+        room
     }
 
     /// The index of `topic`, added on first use. Most producers append to one topic: the most
@@ -395,6 +431,28 @@ mod tests {
         assert_eq!((rest[0].token.0, rest[0].builder.record_count()), (number, records));
         assert_eq!(batches.len(), closes + 1);
         assert!(acc.is_empty());
+    }
+
+    /// Guards the question a sticky partitioner asks before it appends: no open batch, an open
+    /// batch with room (left open), and a full one (closed and ready, with no batch opened for
+    /// the record, and no effect on another partition's batch).
+    #[test]
+    fn close_if_full_closes_only_a_batch_the_record_does_not_fit() {
+        let now = Instant::now();
+        let mut acc = accumulator(1_024, 1_000);
+        let record_bytes = record_bytes_estimate(None, &[7u8; 100], &[]);
+        assert_eq!(acc.close_if_full("t", PartitionId(0), record_bytes), OpenBatchRoom::NoBatch);
+        push(&mut acc, 0, now);
+        push(&mut acc, 1, now);
+        assert_eq!(acc.close_if_full("t", PartitionId(0), record_bytes), OpenBatchRoom::Fits);
+        assert!(!acc.has_ready(now), "a batch with room stays open");
+        assert_eq!(acc.close_if_full("t", PartitionId(0), 1_024), OpenBatchRoom::ClosedFull);
+        assert!(acc.has_closed());
+        assert_eq!(acc.close_if_full("t", PartitionId(0), record_bytes), OpenBatchRoom::NoBatch);
+        assert_eq!(acc.records(), 2, "closing takes no record and opens no batch");
+        let ready = acc.drain_ready(now, false);
+        assert_eq!(ready.iter().map(|batch| batch.partition).collect::<Vec<_>>(), [PartitionId(0)]);
+        assert_eq!(acc.close_if_full("t", PartitionId(1), record_bytes), OpenBatchRoom::Fits);
     }
 
     /// Guards the linger rule: an open batch is not ready before `linger`, is at `linger`, and

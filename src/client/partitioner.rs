@@ -9,7 +9,10 @@
 //!   key-compatible with it and does not try to be.)
 //! - **Null keys**: sticky. Every null-key record of a topic goes to one partition until a
 //!   batch for it is closed (full, or sent), then the topic moves to the next partition
-//!   (round-robin). Sticky batches fill up instead of sending many tiny batches.
+//!   (round-robin). Sticky batches fill up instead of sending many tiny batches. The record
+//!   that finds the sticky partition's batch full moves the partitioner on *before* it is
+//!   appended (Kafka's KIP-480, [`super::accumulator::Accumulator::close_if_full`]), so it
+//!   opens the next partition's batch instead of leaving a one-record batch behind.
 
 use rustc_hash::FxHashMap;
 

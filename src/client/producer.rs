@@ -42,7 +42,9 @@ use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::accumulator::{Accumulator, AccumulatorConfig, BatchToken, ClosedBatch};
+use super::accumulator::{
+    record_bytes_estimate, Accumulator, AccumulatorConfig, BatchToken, ClosedBatch, OpenBatchRoom,
+};
 use super::batch_buffers::BatchBuffers;
 use super::connection::{Connection, Pending, Response};
 use super::error::{ClientError, ClientResult};
@@ -484,12 +486,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
             None => Box::pin(self.partition_count(topic)).await?,
         };
         let sticky_partitioner = &mut self.sticky;
-        let (partition, sticky) =
+        let (mut partition, sticky) =
             choose_partition(topic, partition, key.as_deref(), count, || sticky_partitioner.partition(topic, count))?;
         if self.idempotent && self.identity.is_none() {
             Box::pin(self.init_producer_id()).await?;
         }
         let headers: Vec<(&str, &[u8])> = headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
+        if sticky {
+            // A record the sticky partition's batch cannot take goes to the next partition, not
+            // to a one-record batch here (`Accumulator::close_if_full`).
+            let record_bytes = record_bytes_estimate(key.as_deref(), &value, &headers);
+            if self.accumulator.close_if_full(topic, partition, record_bytes) == OpenBatchRoom::ClosedFull {
+                self.sticky.batch_closed(topic, partition, count);
+                partition = self.sticky.partition(topic, count);
+            }
+        }
         let timestamp = timestamp.unwrap_or_else(|| self.record_clock.timestamp_at(now));
         let (appended, batch) = self.accumulator.append(topic, partition, now, timestamp, key, value, &headers);
         if sticky && appended.batch_closed {
@@ -497,6 +508,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Producer<S> {
         }
         self.poll_between_sends(now).await?;
         Ok(DeliveryFuture { batch, record_index: appended.record_index })
+    }
+
+    /// [`Accumulator::close_if_full`] on this producer's batches: for a partitioner outside it
+    /// (the shard-aware producer's) that must move on before a record opens a straggler batch.
+    pub(crate) fn close_batch_if_full(
+        &mut self,
+        topic: &str,
+        partition: PartitionId,
+        record_bytes: usize,
+    ) -> OpenBatchRoom {
+        self.accumulator.close_if_full(topic, partition, record_bytes)
     }
 
     /// Sends the batches that are ready (full, lingered, or due for retry) as far as the

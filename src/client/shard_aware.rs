@@ -6,7 +6,8 @@
 //! given; a key by [`super::partition_for_key`] (so keyed records land where they always did); a null
 //! key *uniform sticky* (KIP-794): one partition until `batch_bytes` worth of records went to
 //! it, then the next one round-robin (starting at `fnv1a_32(topic) % partitions`, as
-//! [`super::StickyPartitioner`] does). Then it hands the record, with its partition, to the
+//! [`super::StickyPartitioner`] does), switching at a batch boundary: the record that finds
+//! the partition's batch full opens the next partition's batch, never a one-record straggler. Then it hands the record, with its partition, to the
 //! producer of the partition's owner shard (Metadata's `partitions[].shard`). Each inner
 //! producer batches, retries and (with `acks = all`) is idempotent on its own: it gets its own
 //! producer id, which is sound because a partition is only ever sent through one of them.
@@ -39,7 +40,7 @@ use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use rustc_hash::FxHashMap;
 
-use super::accumulator::record_bytes_estimate;
+use super::accumulator::{record_bytes_estimate, OpenBatchRoom};
 use super::connection::Connection;
 use super::error::{ClientError, ClientResult};
 use super::partitioner::{choose_partition, fnv1a_32};
@@ -85,21 +86,37 @@ impl TopicRoute {
         owner.filter(|&owner| owner < shard_count).unwrap_or(0)
     }
 
-    /// The uniform-sticky partition for a null-key record: the current one, moving on
-    /// (round-robin) once `batch_bytes` went to it.
-    fn sticky_partition(&mut self, value: &[u8], headers: &[(String, Bytes)], batch_bytes: usize) -> PartitionId {
+    /// The current uniform-sticky partition of null-key records (within range if the topic
+    /// shrank).
+    fn sticky_partition(&mut self) -> PartitionId {
         let count = (self.owners.len() as u32).max(1);
-        let sticky = &mut self.sticky;
-        if sticky.partition >= count {
-            *sticky = Sticky { partition: sticky.partition % count, bytes: 0 };
+        if self.sticky.partition >= count {
+            self.sticky = Sticky { partition: self.sticky.partition % count, bytes: 0 };
         }
-        let chosen = PartitionId(sticky.partition);
-        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
-        sticky.bytes += record_bytes_estimate(None, value, &headers);
-        if sticky.bytes >= batch_bytes.max(1) {
-            *sticky = Sticky { partition: (sticky.partition + 1) % count, bytes: 0 };
+        PartitionId(self.sticky.partition)
+    }
+
+    /// Where a null-key record of `record_bytes` goes, given what the current sticky partition's
+    /// open batch made of it (`room`, from its producer's [`Producer::close_batch_if_full`]),
+    /// and counts it there. The sticky partition moves on at a batch boundary once
+    /// `batch_bytes` went to it, as Kafka's built-in partitioner does (KIP-794): when its batch
+    /// was full for this record (the record opens a batch on the next partition, not a
+    /// straggler here), or when it has no open batch (batches went out by linger); and after
+    /// twice `batch_bytes` whatever its batch holds.
+    fn place_sticky(&mut self, room: OpenBatchRoom, record_bytes: usize, batch_bytes: usize) -> PartitionId {
+        let count = (self.owners.len() as u32).max(1);
+        let current = self.sticky_partition();
+        let batch_bytes = batch_bytes.max(1);
+        let move_on = match room {
+            OpenBatchRoom::ClosedFull => true,
+            OpenBatchRoom::NoBatch => self.sticky.bytes >= batch_bytes,
+            OpenBatchRoom::Fits => self.sticky.bytes >= batch_bytes.saturating_mul(2),
+        };
+        if move_on {
+            self.sticky = Sticky { partition: (current.0 + 1) % count, bytes: 0 };
         }
-        chosen
+        self.sticky.bytes = self.sticky.bytes.saturating_add(record_bytes);
+        PartitionId(self.sticky.partition)
     }
 }
 
@@ -262,16 +279,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
             return Err(ClientError::InvalidArgument(format!("topic '{topic}' has no route")));
         };
         let count = route.owners.len() as u32;
-        let (partition, _) = choose_partition(topic, partition, key.as_deref(), count, || {
-            route.sticky_partition(&value, headers, batch_bytes)
-        })?;
-        let shard = route.owner_index(partition, shard_count);
-        if !matches!(self.producers.get(shard), Some(Some(_))) {
-            Box::pin(self.producer_for(shard)).await?;
+        let (mut partition, sticky) =
+            choose_partition(topic, partition, key.as_deref(), count, || route.sticky_partition())?;
+        let mut shard = route.owner_index(partition, shard_count);
+        self.open_producer(shard).await?;
+        if sticky {
+            let header_refs: Vec<(&str, &[u8])> =
+                headers.iter().map(|(key, value)| (key.as_str(), &value[..])).collect();
+            let record_bytes = record_bytes_estimate(None, &value, &header_refs);
+            let room = self.producer_mut(shard)?.close_batch_if_full(topic, partition, record_bytes);
+            let Some(route) = self.topics.get_mut(topic) else {
+                return Err(ClientError::InvalidArgument(format!("topic '{topic}' has no route")));
+            };
+            let placed = route.place_sticky(room, record_bytes, batch_bytes);
+            if placed != partition {
+                partition = placed;
+                shard = route.owner_index(partition, shard_count);
+                self.open_producer(shard).await?;
+            }
         }
-        let Some(Some(producer)) = self.producers.get_mut(shard) else {
-            return Err(ClientError::InvalidArgument(format!("the broker has no shard {shard}")));
-        };
+        let producer = self.producer_mut(shard)?;
         let future = producer.queue_and_poll(topic, Some(partition), key, value, headers, timestamp, now).await?;
         for (index, producer) in self.producers_mut() {
             if index != shard && !producer.is_idle() {
@@ -279,6 +306,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ShardAwareProducer<S> {
             }
         }
         Ok(future)
+    }
+
+    /// Opens shard `shard`'s producer if it is not open yet (boxed: rare, and it keeps the
+    /// per-record future small).
+    async fn open_producer(&mut self, shard: usize) -> ClientResult<()> {
+        if !matches!(self.producers.get(shard), Some(Some(_))) {
+            Box::pin(self.producer_for(shard)).await?;
+        }
+        Ok(())
+    }
+
+    fn producer_mut(&mut self, shard: usize) -> ClientResult<&mut Producer<S>> {
+        match self.producers.get_mut(shard) {
+            Some(Some(producer)) => Ok(producer),
+            _ => Err(ClientError::InvalidArgument(format!("the broker has no shard {shard}"))),
+        }
     }
 
     /// [`Producer::poll`] on every shard's producer, one after the other.

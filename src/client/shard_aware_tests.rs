@@ -238,31 +238,62 @@ fn records_go_to_the_owner_shards_port() {
     assert_eq!(prepared.seen.borrow().connected, SHARD_PORTS, "prepare opens every owner's connection");
 }
 
-/// Guards uniform stickiness (KIP-794): null-key records stay on one partition until
-/// `batch_bytes` worth went to it, then move to the next, round-robin from
-/// `fnv1a_32(topic) % partitions`; each lands on its owner's port.
+/// Guards uniform stickiness (KIP-794) when batches fill: null-key records stay on one
+/// partition until its batch cannot take the next record, then move to the next, round-robin
+/// from `fnv1a_32(topic) % partitions`; each lands on its owner's port. Every batch but the
+/// last is full: the record that did not fit opened a batch on the next partition, not a
+/// one-record straggler on this one (which would then wait out its linger alone).
 #[test]
-fn null_keys_stick_until_batch_bytes_then_move_on() {
+fn null_keys_fill_a_batch_then_move_on_without_a_straggler() {
     let value = "v".repeat(100);
     let per_record = record_bytes_estimate(None, value.as_bytes(), &[]);
-    let per_partition = 3;
-    let batch_bytes = per_record * per_partition;
-    let mut fixture = fixture(config(batch_bytes, Duration::from_secs(60)), Rc::new(InstantSleeper));
+    let mut fixture = fixture(config(per_record * 3, Duration::from_secs(60)), Rc::new(InstantSleeper));
     let start = fnv1a_32(b"t") % PARTITIONS;
+    let records = 3 * (PARTITIONS as usize + 1);
+    let mut delivered = Vec::new();
     block_on(async {
         let mut deliveries = Vec::new();
-        for _ in 0..per_partition * (PARTITIONS as usize + 1) {
+        for _ in 0..records {
             deliveries.push(fixture.producer.send_record(record(None, None, &value)).await.unwrap());
         }
         fixture.producer.flush().await.unwrap();
-        for (index, delivery) in deliveries.into_iter().enumerate() {
+        for delivery in deliveries {
+            delivered.push(delivery.await.unwrap().partition);
+        }
+    });
+    let seen = fixture.seen.borrow();
+    let per_batch = seen.produced.iter().map(|&(_, _, records)| records as usize).max().unwrap_or(0);
+    assert!(per_batch >= 2, "a batch of {} bytes holds at least two of these records", per_record * 3);
+    let short = seen.produced.iter().filter(|&&(_, _, records)| (records as usize) < per_batch).count();
+    assert!(short <= 1, "only the last batch may be short: {:?}", seen.produced);
+    for (index, partition) in delivered.into_iter().enumerate() {
+        let expected = (start + (index / per_batch) as u32) % PARTITIONS;
+        assert_eq!(partition, PartitionId(expected), "record {index}");
+    }
+    for &(port, partition, _) in &seen.produced {
+        assert_eq!(port, SHARD_PORTS[owner(partition)]);
+    }
+}
+
+/// Guards uniform stickiness (KIP-794) when batches go out before they fill (a low rate): the
+/// sticky partition moves on at the first batch boundary after `batch_bytes` went to it, not
+/// at every batch sent, so that one slow partition does not get every other record.
+#[test]
+fn null_keys_sent_one_by_one_move_on_after_batch_bytes() {
+    let value = "v".repeat(100);
+    let per_record = record_bytes_estimate(None, value.as_bytes(), &[]);
+    let per_partition = 3;
+    let mut fixture = fixture(config(per_record * per_partition, Duration::from_secs(60)), Rc::new(InstantSleeper));
+    let start = fnv1a_32(b"t") % PARTITIONS;
+    block_on(async {
+        for index in 0..per_partition * (PARTITIONS as usize + 1) {
+            let delivery = fixture.producer.send_record(record(None, None, &value)).await.unwrap();
+            fixture.producer.flush().await.unwrap();
             let expected = (start + (index / per_partition) as u32) % PARTITIONS;
             assert_eq!(delivery.await.unwrap().partition, PartitionId(expected), "record {index}");
         }
     });
-    for &(port, partition, _) in &fixture.seen.borrow().produced {
-        assert_eq!(port, SHARD_PORTS[owner(partition)]);
-    }
+    assert!(fixture.seen.borrow().produced.iter().all(|&(_, _, records)| records == 1), "one record per flush");
 }
 
 /// Guards keyed partitioning: a keyed record lands on `partition_for_key`'s partition, as

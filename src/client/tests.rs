@@ -380,6 +380,32 @@ fn producer_delivers_every_record_with_its_offset() {
     });
 }
 
+/// Guards the sticky partitioner's switch (KIP-480): the null-key record that does not fit the
+/// sticky partition's batch goes to the next partition, so every batch but the last is full.
+/// Appending it first would leave a one-record batch behind at each switch, to wait out its
+/// linger alone (with 8 partitions and 4 batches, each would reach the broker on its own).
+#[test]
+fn null_keys_fill_each_batch_and_leave_no_straggler() {
+    let state = Rc::new(RefCell::new(MiniBroker { partitions: 8, ..MiniBroker::default() }));
+    let conn = connection(1 << 12, ConnectionConfig::default(), mini_broker(Rc::clone(&state)));
+    let mut producer = Producer::new(conn, small_batches());
+    let records = 20;
+    block_on(async {
+        for _ in 0..records {
+            producer.send("t", None, Bytes::from_static(&[7u8; 100]), Vec::new()).await.unwrap();
+        }
+        producer.flush().await.unwrap();
+    });
+    let broker = state.borrow();
+    let batch_records: Vec<u32> =
+        broker.logs.values().flatten().map(|batch| validate(batch).expect("a valid batch").record_count).collect();
+    assert_eq!(batch_records.iter().sum::<u32>(), records);
+    let full = batch_records.iter().copied().max().unwrap_or(0);
+    assert!(full >= 2, "a {} byte batch holds several 100-byte records", small_batches().batching.batch_bytes);
+    let short = batch_records.iter().filter(|&&count| count < full).count();
+    assert!(short <= 1, "only the last batch may be short: {batch_records:?}");
+}
+
 /// Guards retries: `NotLeader` twice, then success; the records are delivered once each.
 /// And with fewer retries allowed than failures, the delivery fails with the broker's code.
 #[test]
