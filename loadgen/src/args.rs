@@ -250,6 +250,11 @@ pub struct Args {
     /// Pin actor i to CPU cpus[i mod len] (e.g. 0,1 or 0-3) [default: not pinned].
     #[arg(long, value_parser = parse_cpus)]
     pub cpus: Option<CpuList>,
+    /// Microseconds an idle actor polls for its socket and timers before its thread sleeps
+    /// (as the broker's flag of the same name). A sleeping thread takes tens of µs to wake on a
+    /// VM; polling costs a whole CPU, so use it with --cpus on CPUs the broker does not use.
+    #[arg(long, default_value_t = 0)]
+    pub spin_before_park_us: u64,
     /// Open loop: the shortest wait of a producer between two sends, in µs. Messages that come
     /// due meanwhile are sent together, each timed from its own intended send time, so this
     /// adds to the measured latency rather than hiding it; a producer does not wake up once

@@ -32,6 +32,7 @@ pub struct Parameters {
     pub consumers: usize,
     pub cpus: Option<Vec<usize>>,
     pub pace_us: u64,
+    pub spin_before_park_us: u64,
     /// Consumers are members of this group (`None`: partitions dealt round-robin).
     pub group: Option<String>,
     pub delivery: Option<&'static str>,
@@ -66,6 +67,7 @@ impl Parameters {
             consumers: args.consumers,
             cpus: args.cpus.as_ref().map(|cpus| cpus.0.clone()),
             pace_us: args.pace_us,
+            spin_before_park_us: args.spin_before_park_us,
             group: args.group.clone(),
             delivery: args.group.as_ref().map(|_| args.delivery.as_str()),
             kill_consumer_after_s: args.kill_consumer_after.map(|d| d.as_secs_f64()),

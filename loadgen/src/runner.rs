@@ -14,7 +14,7 @@ use ringmq::runtime::{open_connection, run_local};
 use crate::actors::consumer::{self, ConsumerSettings};
 use crate::actors::group_consumer::{self, GroupSettings};
 use crate::actors::producer::{self, ProducerSettings};
-use crate::actors::{spawn_actor, ActorEnv, Clock, Run};
+use crate::actors::{spawn_actor, ActorEnv, ActorPlacement, Clock, Run};
 use crate::args::{Args, ConsumeFrom};
 use crate::embedded::{broker_binary, Broker};
 use crate::report::{self, BrokerMemory, Parameters, Report, TimelinePoint, Windows};
@@ -177,8 +177,11 @@ fn ensure_topic(addr: SocketAddr, topic: &str, partitions: u32) -> Result<bool, 
     outcome.map_err(|error| format!("cannot start the I/O runtime: {error}"))?
 }
 
-fn cpu_of(args: &Args, actor: usize) -> Option<usize> {
-    args.cpus.as_ref().and_then(|cpus| cpus.0.get(actor % cpus.0.len().max(1)).copied())
+fn placement_of(args: &Args, actor: usize) -> ActorPlacement {
+    ActorPlacement {
+        cpu: args.cpus.as_ref().and_then(|cpus| cpus.0.get(actor % cpus.0.len().max(1)).copied()),
+        spin_before_park: (args.spin_before_park_us > 0).then(|| Duration::from_micros(args.spin_before_park_us)),
+    }
 }
 
 /// Starts the actors, prints the progress line each second, joins them, builds the report.
@@ -200,7 +203,7 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
             shard_aware: args.consumers_shard_aware(),
         };
         let env = env(index);
-        let cpu = cpu_of(args, args.producers + index);
+        let placement = placement_of(args, args.producers + index);
         let group = args.group.as_ref().map(|group_id| GroupSettings {
             group_id: group_id.clone(),
             delivery: args.delivery.mode(),
@@ -208,9 +211,9 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
         });
         let spawned = match group {
             Some(group) => {
-                spawn_actor(format!("consumer-{index}"), cpu, move || group_consumer::run(env, settings, group))
+                spawn_actor(format!("consumer-{index}"), placement, move || group_consumer::run(env, settings, group))
             }
-            None => spawn_actor(format!("consumer-{index}"), cpu, move || consumer::run(env, settings)),
+            None => spawn_actor(format!("consumer-{index}"), placement, move || consumer::run(env, settings)),
         };
         match spawned {
             Ok(handle) => handles.push(handle),
@@ -237,8 +240,8 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
             stamp_values: args.consumers > 0,
         };
         let env = env(index);
-        let cpu = cpu_of(args, index);
-        match spawn_actor(format!("producer-{index}"), cpu, move || producer::run(env, settings)) {
+        let placement = placement_of(args, index);
+        match spawn_actor(format!("producer-{index}"), placement, move || producer::run(env, settings)) {
             Ok(handle) => handles.push(handle),
             Err(error) => {
                 run.fail(error.clone());
@@ -344,5 +347,27 @@ fn progress<T>(args: &Args, run: &Run, start_ns: u64, handles: &[std::thread::Jo
         if done {
             return timeline;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("ringmq-loadgen").chain(flags.iter().copied())).expect("valid flags")
+    }
+
+    /// Actors take CPUs round-robin from --cpus, and spin only when asked: an actor that spins
+    /// by default would take a CPU from the broker it measures.
+    #[test]
+    fn actors_are_placed_round_robin_and_spin_only_when_asked() {
+        let pinned = args(&["--cpus", "1,3", "--spin-before-park-us", "500"]);
+        let cpus: Vec<_> = (0..3).map(|actor| placement_of(&pinned, actor).cpu).collect();
+        assert_eq!(cpus, [Some(1), Some(3), Some(1)]);
+        assert_eq!(placement_of(&pinned, 2).spin_before_park, Some(Duration::from_micros(500)));
+        let default = placement_of(&args(&[]), 0);
+        assert_eq!((default.cpu, default.spin_before_park), (None, None));
     }
 }
