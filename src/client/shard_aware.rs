@@ -7,10 +7,11 @@
 //! key *uniform sticky* (KIP-794): one partition until `batch_bytes` worth of records went to
 //! it, then the next one round-robin (starting at `fnv1a_32(topic) % partitions`, as
 //! [`super::StickyPartitioner`] does), switching at a batch boundary: the record that finds
-//! the partition's batch full opens the next partition's batch, never a one-record straggler. Then it hands the record, with its partition, to the
-//! producer of the partition's owner shard (Metadata's `partitions[].shard`). Each inner
-//! producer batches, retries and (with `acks = all`) is idempotent on its own: it gets its own
-//! producer id, which is sound because a partition is only ever sent through one of them.
+//! the partition's batch full opens the next partition's batch, never a one-record straggler.
+//! Then it hands the record, with its partition, to the producer of the partition's owner shard
+//! (Metadata's `partitions[].shard`). Each inner producer batches, retries and (with
+//! `acks = all`) is idempotent on its own: it gets its own producer id, which is sound because
+//! a partition is only ever sent through one of them.
 //!
 //! Connections: the bootstrap connection asks Metadata (which lists the shard ports); a shard's
 //! connection opens on first use (or all at once with [`ShardAwareProducer::prepare`]), to the
