@@ -2,12 +2,13 @@
 //! shard's own port, so that a produce goes socket → owning shard → disk → ack with no
 //! cross-core hop on the broker (PROTOCOL.md, "Shard ports").
 //!
-//! It partitions records itself, with the same rules as [`Producer`]: an explicit partition as
-//! given; a key by [`super::partition_for_key`] (so keyed records land where they always did); a null
-//! key *uniform sticky* (KIP-794): one partition until `batch_bytes` worth of records went to
-//! it, then the next one round-robin (starting at `fnv1a_32(topic) % partitions`, as
-//! [`super::StickyPartitioner`] does), switching at a batch boundary: the record that finds
-//! the partition's batch full opens the next partition's batch, never a one-record straggler.
+//! It partitions records itself: an explicit partition as given; a key by
+//! [`super::partition_for_key`], as [`Producer`] does (so keyed records land where they always
+//! did); a null key *uniform sticky* (KIP-794, where [`Producer`] moves on at every batch it
+//! closes or sends): one partition until `batch_bytes` worth of records went to it, then the
+//! next one round-robin (starting at `fnv1a_32(topic) % partitions`, as
+//! [`super::StickyPartitioner`] does), switching at a batch boundary: the record that finds the
+//! partition's batch full opens the next partition's batch, never a one-record straggler.
 //! Then it hands the record, with its partition, to the producer of the partition's owner shard
 //! (Metadata's `partitions[].shard`). Each inner producer batches, retries and (with
 //! `acks = all`) is idempotent on its own: it gets its own producer id, which is sound because
