@@ -64,7 +64,7 @@ impl PartitionLog {
     /// Most appends take the in-place path: no roll, no pre-allocation and room in the write
     /// buffer, so the batch is stamped, copied and recorded under one borrow of the state, with
     /// no `.await` after the append lock (itself uncontended: glommio's semaphore then does not
-    /// suspend). Otherwise the batch goes through [`Self::prepare_with_io`].
+    /// suspend). Otherwise the batch goes through `Self::prepare_with_io`.
     pub async fn append_without_sync(
         &self,
         mut batch: BytesMut,
