@@ -186,7 +186,7 @@ fn placement_of(args: &Args, actor: usize) -> ActorPlacement {
 
 /// Starts the actors, prints the progress line each second, joins them, builds the report.
 fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>), String> {
-    let run = Arc::new(Run::new(Clock::new(), args.messages));
+    let run = Arc::new(Run::new(Clock::new(), args.messages, args.producers + args.consumers));
     let warmup_ns = u64::try_from(args.warmup.as_nanos()).unwrap_or(u64::MAX);
     let stop_after_ns =
         args.measured_duration().map(|d| warmup_ns.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
@@ -287,13 +287,17 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
     Ok((report, run.fatal()))
 }
 
-/// Each second until every actor is done: one line on stderr and one timeline point.
+/// Each second until every actor is done: one line on stderr and one timeline point. Every
+/// 10 ms: merges the figures the actors handed off.
 fn progress<T>(args: &Args, run: &Run, start_ns: u64, handles: &[std::thread::JoinHandle<T>]) -> Vec<TimelinePoint> {
     let mut timeline = Vec::new();
     let mut last = (start_ns, 0u64, 0u64, 0u64, 0u64);
     let mut next_tick = start_ns + PROGRESS_INTERVAL.as_nanos() as u64;
     loop {
         let done = handles.iter().all(std::thread::JoinHandle::is_finished);
+        // Actors hand their figures off every 250 ms and merge nothing themselves; merging
+        // here returns each its spare well before its next hand-off.
+        run.stats.merge_handed_off();
         let now = run.clock.now_ns();
         if now < next_tick && !done {
             std::thread::sleep(Duration::from_millis(10));

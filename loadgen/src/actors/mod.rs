@@ -107,10 +107,11 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(clock: Clock, messages: Option<u64>) -> Run {
+    /// `actors`: how many actor threads will hand their figures to `stats`.
+    pub fn new(clock: Clock, messages: Option<u64>, actors: usize) -> Run {
         Run {
             clock,
-            stats: SharedStats::default(),
+            stats: SharedStats::with_spares(actors),
             ready: AtomicUsize::new(0),
             start_plus_one_ns: AtomicU64::new(0),
             stop_producers: AtomicBool::new(false),
@@ -299,16 +300,16 @@ mod tests {
 
     #[test]
     fn message_budget_is_claimed_exactly() {
-        let run = Run::new(Clock::new(), Some(3));
+        let run = Run::new(Clock::new(), Some(3), 1);
         assert!((0..3).all(|_| run.claim_message()));
         assert!(!run.claim_message());
-        let unbounded = Run::new(Clock::new(), None);
+        let unbounded = Run::new(Clock::new(), None, 1);
         assert!((0..1_000).all(|_| unbounded.claim_message()));
     }
 
     #[test]
     fn first_failure_wins_and_stops_everyone() {
-        let run = Run::new(Clock::new(), None);
+        let run = Run::new(Clock::new(), None, 1);
         run.fail("first".into());
         run.fail("second".into());
         assert_eq!(run.fatal().as_deref(), Some("first"));
