@@ -3,7 +3,7 @@
 #
 # Needs root (except --dry-run, which prints the exact commands and changes nothing).
 # Never reboots, never touches network configuration beyond sysctls.
-# Sysfs settings (scheduler, nomerges, rq_affinity, governor, THP) last until reboot;
+# Sysfs settings (scheduler, nomerges, rq_affinity, governor, THP, DAMON) last until reboot;
 # README.md gives their persistent forms. The sysctl and limits files are persistent.
 set -u
 
@@ -26,7 +26,7 @@ Applies the ringmq host tuning (see tuning/README.md). Needs root unless --dry-r
   -h, --help       this text
 
 Steps: block device queue settings, CPU governor performance, transparent huge pages
-madvise, /etc/sysctl.d/90-ringmq.conf (swappiness, somaxconn, syn backlog, TCP buffers;
+madvise, DAMON monitoring contexts off, /etc/sysctl.d/90-ringmq.conf (swappiness, somaxconn, syn backlog, TCP buffers;
 loaded at once), /etc/security/limits.d/90-ringmq.conf (memlock unlimited, nofile 1048576).
 EOF
 }
@@ -172,6 +172,23 @@ apply_thp() {
     fi
 }
 
+# DAMON: stop running monitoring contexts (sysfs interface) and the built-in modules. Lasts
+# until reboot; whatever started them (a boot script, a cloud agent) must be told as well.
+apply_damon() {
+    local admin=/sys/kernel/mm/damon/admin/kdamonds d m n=0
+    step "DAMON proactive reclaim: off"
+    for d in "$admin"/[0-9]*; do
+        [ -d "$d" ] || continue
+        if [ "$(readf "$d/state")" = on ]; then put off "$d/state"; n=$((n + 1)); fi
+    done
+    for m in damon_reclaim damon_lru_sort damon_stat; do
+        if [ "$(readf "/sys/module/$m/parameters/enabled")" = Y ]; then
+            put N "/sys/module/$m/parameters/enabled"; n=$((n + 1))
+        fi
+    done
+    if [ "$n" = 0 ]; then say "no DAMON context running"; fi
+}
+
 # ---------------------------------------------------------------- sysctls
 # raise KEY TARGET: the target, or the current value if that is already higher
 raise() {
@@ -233,6 +250,7 @@ fi
 apply_block
 apply_governor
 apply_thp
+apply_damon
 apply_sysctl
 apply_limits
 

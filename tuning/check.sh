@@ -414,6 +414,39 @@ check_clocksource() {
     fi
 }
 
+# DAMON (mm/damon): a kdamond kernel thread samples page accesses and, with a scheme such as
+# pageout, reclaims "cold" memory, the broker's idle buffers included. Each pass runs for
+# milliseconds on some CPU (README section 14).
+check_damon() {
+    local admin=/sys/kernel/mm/damon/admin/kdamonds d state pid ops actions a on=0 found="" m
+    for d in "$admin"/[0-9]*; do
+        [ -d "$d" ] || continue
+        state=$(readf "$d/state") || continue
+        [ "$state" = on ] || continue
+        on=$((on + 1))
+        pid=$(readf "$d/pid") || pid="?"
+        ops=$(readf "$d/contexts/0/operations") || ops="?"
+        actions=""
+        for a in "$d"/contexts/0/schemes/[0-9]*/action; do
+            [ -e "$a" ] && actions="${actions:+$actions,}$(readf "$a")"
+        done
+        found="${found:+$found; }kdamond ${d##*/} (pid $pid, $ops${actions:+, $actions})"
+    done
+    for m in damon_reclaim damon_lru_sort damon_stat; do
+        if [ "$(readf "/sys/module/$m/parameters/enabled")" = Y ]; then
+            on=$((on + 1)); found="${found:+$found; }module $m enabled"
+        fi
+    done
+    if [ "$on" -gt 0 ]; then
+        report WARN damon "$found: runs ms-long passes on the CPUs and reclaims idle memory" \
+            "echo off > $admin/N/state (tuning/apply.sh), or echo N > /sys/module/damon_*/parameters/enabled; see README 14"
+    elif [ -d /sys/kernel/mm/damon ] || [ -d /sys/module/damon_reclaim ]; then
+        report PASS damon "DAMON present, no monitoring context running"
+    else
+        report PASS damon "DAMON not in this kernel"
+    fi
+}
+
 check_numa() {
     local n=0 d
     for d in /sys/devices/system/node/node[0-9]*; do [ -d "$d" ] && n=$((n + 1)); done
@@ -466,6 +499,7 @@ check_block
 check_governor
 check_thp
 check_swappiness
+check_damon
 check_clocksource
 check_numa
 check_irqbalance
