@@ -40,6 +40,8 @@
 //!   default with acks=all, reconnection), a validating consumer and a consumer-group member
 //!   (`client::GroupConsumer`). Runs over any `futures-io` stream; no runtime types.
 //! - [`runtime`]: the client's glommio glue: TCP connect, the timer, a single-executor runner.
+//! - [`sys`]: kernel-facing helpers both sides use, without a runtime: the non-blocking
+//!   receive of large frames straight into a buffer's spare capacity.
 //! - [`cli`]: the `ringmq` subcommands (`serve`, `topic`, `produce`, `consume`, `group`).
 //! - [`testing`]: helpers shared by tests and benchmarks.
 //!
@@ -56,4 +58,5 @@ pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod sys;
 pub mod testing;

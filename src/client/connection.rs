@@ -34,7 +34,7 @@ use crate::protocol::{
     check_response_header, decode_envelope_owned, encode_request, ApiKey, ErrorCode, ErrorResponse, Frame,
     FrameDecoder, FrameLimits, FrameStatus, Request, MAX_FRAME_BYTES_DEFAULT,
 };
-pub use crate::server::socket_recv::Recv;
+pub use crate::sys::socket_recv::Recv;
 
 /// Slack above the broker's default frame limit for response frames: a fetch returns at least
 /// one whole batch (up to 64 MiB) plus its envelope, so a client must accept a little more

@@ -19,7 +19,7 @@ use glommio::net::TcpStream;
 use glommio::LocalExecutorBuilder;
 
 use crate::client::{ClientError, Connect, Connection, ConnectionConfig, ShardConnect, Sleeper};
-use crate::server::socket_recv::{recv_into_spare, Recv};
+use crate::sys::socket_recv::{recv_into_spare, Recv};
 
 /// Default bound on establishing a TCP connection.
 pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5_000;

@@ -19,7 +19,6 @@ use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use super::handlers::dispatch;
-use super::socket_recv::{recv_into_spare, Recv};
 use crate::protocol::frame_writer::{write_frame, COALESCE_BUFFER_BYTES};
 use crate::protocol::{
     encode_error_response, EncodedFrame, FrameDecoder, FrameHeader, FrameLimits, FrameStatus, ResponseTo,
@@ -27,6 +26,7 @@ use crate::protocol::{
 };
 use crate::shard::execute::with_timeout;
 use crate::shard::state::Shard;
+use crate::sys::socket_recv::{recv_into_spare, Recv};
 
 /// A frame that started arriving must be complete within this time, or the connection closes.
 pub const FRAME_BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -170,7 +170,7 @@ async fn read_requests(
 }
 
 /// Reads the next `needed` bytes (the rest of a frame) into `buffer`, straight from the socket
-/// into its spare capacity: no zeroing first (see [`super::socket_recv`]; the `memset` a
+/// into its spare capacity: no zeroing first (see [`crate::sys::socket_recv`]; the `memset` a
 /// `futures-io` read needs was 10–11 % of a shard's samples with 1 MiB batches). When the
 /// socket has nothing, the wait goes through glommio as a read into `scratch` (at most its
 /// size, copied once), then reading in place goes on.

@@ -13,7 +13,6 @@ pub mod handlers;
 pub mod listener;
 pub mod routing;
 pub mod shard_main;
-pub mod socket_recv;
 pub mod startup;
 pub mod topics;
 
