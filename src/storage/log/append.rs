@@ -116,7 +116,10 @@ impl PartitionLog {
         let written = state.written;
         state.cache.evict(written);
         state.check_offsets();
-        Ok(AppendInfo { base_offset, next_offset, log_start_offset: state.log_start })
+        let info = AppendInfo { base_offset, next_offset, log_start_offset: state.log_start };
+        drop(state);
+        self.preallocate_ahead();
+        Ok(info)
     }
 
     /// Whether a batch of `batch_bytes` can be appended without any I/O: the log is writable,
@@ -172,6 +175,10 @@ impl PartitionLog {
     }
 
     async fn ensure_allocated(&self, needed_bytes: u64) -> StorageResult<()> {
+        if self.state.borrow().active().allocated_bytes < needed_bytes {
+            // Usually complete already: it was started half a step ago.
+            self.finish_preallocation().await;
+        }
         let allocated = self.state.borrow().active().allocated_bytes;
         if needed_bytes <= allocated {
             return Ok(());
@@ -181,6 +188,7 @@ impl PartitionLog {
         let target = self.config.preallocation_target(allocated, needed_bytes);
         let result = file.pre_allocate(target, false).await;
         let mut state = self.state.borrow_mut();
+        state.stats.allocations_waited += 1;
         let active = state.active_mut();
         match result {
             Ok(()) => {
@@ -191,16 +199,27 @@ impl PartitionLog {
         }
     }
 
-    /// Closes the active segment (written, synced, cut to its size, indexes persisted) and
-    /// opens a new one at the log end. Called with the append lock held.
+    /// Closes the active segment (written, cut to its size, synced) and opens a new one at the
+    /// log end. Called with the append lock held.
+    ///
+    /// One fdatasync covers the last write and the cut, and it makes everything appended
+    /// durable (the caller holds the append lock, so that is the whole segment). The closed
+    /// segment's indexes are written afterwards on the blocking thread while appends go on:
+    /// four syncs, 2.4–4 ms on the development VM, of a roll of 5–8 ms. A crash before they are
+    /// written loses nothing: open rebuilds a closed segment's missing indexes by a scan.
     pub(super) async fn roll(&self) -> StorageResult<()> {
-        self.flush(true).await?;
+        let started = std::time::Instant::now();
+        self.finish_preallocation().await;
+        self.finish_index_writes().await;
         self.wait_for_sync_idle().await;
         let _flushing = acquire(&self.flush_lock).await?;
-        let (file, size, path) = {
+        self.check_writable()?;
+        self.issue_write().await?;
+        self.complete_writes(0).await?;
+        let (file, size, path, next) = {
             let state = self.state.borrow();
             let active = state.active();
-            (active.file.clone(), active.size_bytes, active.log_path.clone())
+            (active.file.clone(), active.size_bytes, active.log_path.clone(), state.next)
         };
         if let Err(e) = file.truncate(size).await {
             return Err(self.poison(StorageError::io("truncating closed segment", &path, e)));
@@ -210,19 +229,36 @@ impl PartitionLog {
         }
         {
             let mut state = self.state.borrow_mut();
+            state.stats.syncs += 1;
+            state.durable = state.durable.max(next);
+            state.check_offsets();
             let active = state.active_mut();
             active.allocated_bytes = size;
-            active.persist_indexes()?;
+            let persisting = active.persist_indexes();
+            state.index_writes.push(glommio::spawn_local(persisting).detach());
         }
-        let base = self.state.borrow().next;
-        let segment = Segment::create(&self.dir, base, self.config.preallocation_target(0, 1)).await?;
+        let segment = Segment::create(&self.dir, next, self.config.preallocation_target(0, 1)).await?;
         let mut state = self.state.borrow_mut();
         let fresh = state.fresh_buffer(&segment.file);
         state.write_buffer = WriteBuffer::new(fresh, 0, &[]);
-        state.segments.insert(base, segment);
+        state.segments.insert(next, segment);
         state.active_roll_deadline_ms = None;
-        tracing::debug!(dir = %self.dir.display(), base_offset = %base, "rolled to a new segment");
+        let roll_us = started.elapsed().as_micros() as u64;
+        tracing::debug!(dir = %self.dir.display(), base_offset = %next, roll_us, "rolled to a new segment");
         Ok(())
+    }
+
+    /// Waits for the index files of rolled segments still being written. Called with the
+    /// append lock held, before anything that removes segment files or closes the log, so that
+    /// no index file is written after its segment is gone. A failed write is only logged: the
+    /// next open rebuilds the missing indexes.
+    pub(super) async fn finish_index_writes(&self) {
+        let writes = std::mem::take(&mut self.state.borrow_mut().index_writes);
+        for write in writes {
+            if let Some(Err(error)) = write.await {
+                tracing::warn!(dir = %self.dir.display(), %error, "writing a closed segment's indexes failed; the next open rebuilds them");
+            }
+        }
     }
 
     /// Flushes and syncs everything, persists the active segment's indexes and writes the
@@ -233,12 +269,15 @@ impl PartitionLog {
         if self.state.borrow().closed {
             return Ok(());
         }
+        self.finish_preallocation().await;
+        self.finish_index_writes().await;
         let poisoned = self.is_poisoned();
         if !poisoned {
             self.flush(true).await?;
+            let persisting = self.state.borrow().active().persist_indexes();
+            persisting.await?;
             let state = self.state.borrow();
             let active = state.active();
-            active.persist_indexes()?;
             let marker = CleanShutdown {
                 active_base_offset: active.base_offset,
                 active_size_bytes: active.size_bytes,

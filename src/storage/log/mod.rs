@@ -16,6 +16,7 @@ mod append;
 #[cfg(test)]
 mod append_tests;
 mod open;
+mod preallocate;
 mod producers;
 mod read;
 mod retention;
@@ -49,6 +50,9 @@ pub struct LogStats {
     pub appends: u64,
     pub writes: u64,
     pub syncs: u64,
+    /// Appends that found the file too short and waited for a fallocate of their own (the
+    /// pre-allocation ahead had not started, failed or could not cover the batch).
+    pub allocations_waited: u64,
 }
 
 pub struct PartitionLog {
@@ -92,6 +96,13 @@ struct LogState {
     /// Wall-clock time at which the active segment is due to roll (its first append plus
     /// `segment_ms`); `None` while it is empty or without a time limit.
     active_roll_deadline_ms: Option<i64>,
+    /// Index files of rolled segments being written on the blocking thread (see `roll`).
+    index_writes: Vec<glommio::task::JoinHandle<StorageResult<()>>>,
+    /// The fallocate running ahead of the appends, if any (see `preallocate.rs`).
+    preallocation: Option<preallocate::Preallocation>,
+    /// The active segment (base offset) and allocated length at which a pre-allocation ahead
+    /// failed: none is tried again until the file has grown or the segment rolled.
+    preallocation_refused_at: Option<(Offset, u64)>,
 }
 
 impl LogState {

@@ -106,6 +106,7 @@ impl PartitionLog {
     /// Persists `new_start` as the log start, then forgets and deletes the `doomed` segments
     /// (base offset, bytes). Called with the append lock held.
     async fn move_log_start(&self, new_start: Offset, doomed: &[(Offset, u64)]) -> StorageResult<RetentionReport> {
+        self.finish_index_writes().await;
         meta_file::write_log_start(&self.dir, new_start)?;
         let files: Vec<_> = {
             let mut state = self.state.borrow_mut();
@@ -131,6 +132,8 @@ impl PartitionLog {
     pub async fn truncate_to(&self, offset: Offset) -> StorageResult<Offset> {
         let _order = acquire(&self.append_lock).await?;
         self.check_writable()?;
+        self.finish_preallocation().await;
+        self.finish_index_writes().await;
         self.flush(true).await?;
         self.wait_for_sync_idle().await;
         let _flushing = acquire(&self.flush_lock).await?;

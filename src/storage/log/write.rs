@@ -150,7 +150,7 @@ impl PartitionLog {
     /// Sends the write buffer's pages to the disk if it holds unwritten bytes, without waiting
     /// for the write — only for room in the pipeline and for a write sharing its first page.
     /// Called with the flush lock held.
-    async fn issue_write(&self) -> StorageResult<()> {
+    pub(super) async fn issue_write(&self) -> StorageResult<()> {
         // Bounded: each round completes one in-flight write.
         loop {
             let wait = {
@@ -197,7 +197,7 @@ impl PartitionLog {
 
     /// Waits for in-flight writes, oldest first, until at most `keep` remain. Called with the
     /// flush lock held.
-    async fn complete_writes(&self, keep: usize) -> StorageResult<()> {
+    pub(super) async fn complete_writes(&self, keep: usize) -> StorageResult<()> {
         while self.state.borrow().in_flight.len() > keep {
             self.complete_oldest_write().await?;
         }
