@@ -9,8 +9,6 @@ use crate::storage::config::Durability;
 use crate::storage::error::{StorageError, StorageResult};
 use crate::storage::meta_file::{self, CleanShutdown, CLEAN_SHUTDOWN_FILE_NAME};
 use crate::storage::scan::ScannedBatch;
-use crate::storage::segment::Segment;
-use crate::storage::write_buffer::WriteBuffer;
 
 /// Where an appended batch landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,68 +197,6 @@ impl PartitionLog {
         }
     }
 
-    /// Closes the active segment (written, cut to its size, synced) and opens a new one at the
-    /// log end. Called with the append lock held.
-    ///
-    /// One fdatasync covers the last write and the cut, and it makes everything appended
-    /// durable (the caller holds the append lock, so that is the whole segment). The closed
-    /// segment's indexes are written afterwards on the blocking thread while appends go on:
-    /// four syncs, 2.4–4 ms on the development VM, of a roll of 5–8 ms. A crash before they are
-    /// written loses nothing: open rebuilds a closed segment's missing indexes by a scan.
-    pub(super) async fn roll(&self) -> StorageResult<()> {
-        let started = std::time::Instant::now();
-        self.finish_preallocation().await;
-        self.finish_index_writes().await;
-        self.wait_for_sync_idle().await;
-        let _flushing = acquire(&self.flush_lock).await?;
-        self.check_writable()?;
-        self.issue_write().await?;
-        self.complete_writes(0).await?;
-        let (file, size, path, next) = {
-            let state = self.state.borrow();
-            let active = state.active();
-            (active.file.clone(), active.size_bytes, active.log_path.clone(), state.next)
-        };
-        if let Err(e) = file.truncate(size).await {
-            return Err(self.poison(StorageError::io("truncating closed segment", &path, e)));
-        }
-        if let Err(e) = file.fdatasync().await {
-            return Err(self.poison(StorageError::io("syncing closed segment", &path, e)));
-        }
-        {
-            let mut state = self.state.borrow_mut();
-            state.stats.syncs += 1;
-            state.durable = state.durable.max(next);
-            state.check_offsets();
-            let active = state.active_mut();
-            active.allocated_bytes = size;
-            let persisting = active.persist_indexes();
-            state.index_writes.push(glommio::spawn_local(persisting).detach());
-        }
-        let segment = Segment::create(&self.dir, next, self.config.preallocation_target(0, 1)).await?;
-        let mut state = self.state.borrow_mut();
-        let fresh = state.fresh_buffer(&segment.file);
-        state.write_buffer = WriteBuffer::new(fresh, 0, &[]);
-        state.segments.insert(next, segment);
-        state.active_roll_deadline_ms = None;
-        let roll_us = started.elapsed().as_micros() as u64;
-        tracing::debug!(dir = %self.dir.display(), base_offset = %next, roll_us, "rolled to a new segment");
-        Ok(())
-    }
-
-    /// Waits for the index files of rolled segments still being written. Called with the
-    /// append lock held, before anything that removes segment files or closes the log, so that
-    /// no index file is written after its segment is gone. A failed write is only logged: the
-    /// next open rebuilds the missing indexes.
-    pub(super) async fn finish_index_writes(&self) {
-        let writes = std::mem::take(&mut self.state.borrow_mut().index_writes);
-        for write in writes {
-            if let Some(Err(error)) = write.await {
-                tracing::warn!(dir = %self.dir.display(), %error, "writing a closed segment's indexes failed; the next open rebuilds them");
-            }
-        }
-    }
-
     /// Flushes and syncs everything, persists the active segment's indexes and writes the
     /// clean-shutdown marker, so that the next open skips the recovery scan. Later calls to
     /// any method fail with `StorageError::Closed`.
@@ -270,6 +206,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.finish_preallocation().await;
+        self.wait_for_seal().await;
         self.finish_index_writes().await;
         let poisoned = self.is_poisoned();
         if !poisoned {

@@ -148,10 +148,10 @@ fn appends_at_a_steady_pace_never_wait_for_a_fallocate() {
     });
 }
 
-/// Guards the roll's index files, written on the blocking thread after the roll returns: they
-/// appear for every closed segment once the writes finish, and a crash before they were
-/// written (simulated by removing them and dropping the log unclosed) loses nothing, because
-/// open rebuilds a closed segment's missing indexes by a scan.
+/// Guards the sealed segments' index files, written on the blocking thread after the roll
+/// returns: they appear for every closed segment once the writes finish, and a crash before
+/// they were written (simulated by removing them and dropping the log unclosed) loses nothing,
+/// because open rebuilds a closed segment's missing indexes by a scan and keeps it whole.
 #[test]
 fn a_rolled_segments_indexes_are_written_after_the_roll_and_rebuilt_if_a_crash_lost_them() {
     run_local(|| async {
@@ -164,6 +164,7 @@ fn a_rolled_segments_indexes_are_written_after_the_roll_and_rebuilt_if_a_crash_l
             );
         }
         assert!(log.segment_count() >= 3, "64 KiB segments rolled");
+        log.wait_for_seal().await;
         log.finish_index_writes().await;
         let index_files = |extension: &str| {
             let mut names: Vec<_> = std::fs::read_dir(dir.path())

@@ -20,6 +20,9 @@ mod preallocate;
 mod producers;
 mod read;
 mod retention;
+mod roll;
+#[cfg(test)]
+mod roll_tests;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -56,6 +59,8 @@ pub struct LogStats {
 }
 
 pub struct PartitionLog {
+    /// This log, for the tasks it spawns (a segment's seal).
+    me: std::rc::Weak<PartitionLog>,
     dir: PathBuf,
     config: LogConfig,
     state: RefCell<LogState>,
@@ -96,7 +101,11 @@ struct LogState {
     /// Wall-clock time at which the active segment is due to roll (its first append plus
     /// `segment_ms`); `None` while it is empty or without a time limit.
     active_roll_deadline_ms: Option<i64>,
-    /// Index files of rolled segments being written on the blocking thread (see `roll`).
+    /// Whether the segment before the active one is being sealed, and who waits for it to be
+    /// (see `roll.rs`).
+    sealing: bool,
+    seal_waiters: Vec<futures::channel::oneshot::Sender<()>>,
+    /// Index files of sealed segments being written on the blocking thread (see `roll.rs`).
     index_writes: Vec<glommio::task::JoinHandle<StorageResult<()>>>,
     /// The fallocate running ahead of the appends, if any (see `preallocate.rs`).
     preallocation: Option<preallocate::Preallocation>,

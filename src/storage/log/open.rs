@@ -85,13 +85,27 @@ impl PartitionLog {
 
         let mut segments = BTreeMap::new();
         let closed_count = bases.len().saturating_sub(1);
-        for (i, &base) in bases.iter().enumerate().take(closed_count) {
-            let mut segment = Segment::open(dir, base).await?;
+        for i in 0..closed_count {
+            let mut segment = Segment::open(dir, bases[i]).await?;
             if !segment.load_indexes() {
                 rebuild(&mut segment, &config).await?;
+                let last_closed = i + 1 == closed_count;
+                if last_closed && segment.next_offset < bases[i + 1] {
+                    // A crash interrupted this segment's seal (see `roll.rs`): its data ends
+                    // before the next segment starts, and nothing from there on was
+                    // acknowledged as durable. It becomes the active segment again.
+                    cut_after_unsealed(dir, &segment, bases.split_off(i + 1), &mut report)?;
+                    break;
+                }
+                if last_closed && segment.allocated_bytes > segment.size_bytes {
+                    // Whole, but its seal did not finish: finish it (cut, sync, indexes).
+                    let size = segment.size_bytes;
+                    segment.truncate_file(size).await?;
+                    segment.persist_indexes().await?;
+                }
             }
             segment.next_offset = bases[i + 1];
-            segments.insert(base, segment);
+            segments.insert(bases[i], segment);
         }
 
         let active = match bases.last() {
@@ -118,7 +132,8 @@ impl PartitionLog {
         report.segments = segments.len();
         report.log_start_offset = log_start;
         report.log_end_offset = next;
-        let log = Rc::new(PartitionLog {
+        let log = Rc::new_cyclic(|me| PartitionLog {
+            me: me.clone(),
             dir: dir.to_path_buf(),
             config,
             state: RefCell::new(LogState {
@@ -140,6 +155,8 @@ impl PartitionLog {
                 poisoned: None,
                 closed: false,
                 active_roll_deadline_ms: None,
+                sealing: false,
+                seal_waiters: Vec::new(),
                 index_writes: Vec::new(),
                 preallocation: None,
                 preallocation_refused_at: None,
@@ -205,6 +222,34 @@ async fn rescan(
     segment.written_bytes = segment.size_bytes;
     debug_assert_eq!(end, segment.size_bytes);
     Ok((end, stop.filter(|stop| *stop != ScanStop::EndOfData), found.len()))
+}
+
+/// Removes the segments (`later` base offsets) that follow a segment whose seal a crash
+/// interrupted, and reports the cut.
+fn cut_after_unsealed(
+    dir: &Path,
+    unsealed: &Segment,
+    later: Vec<Offset>,
+    report: &mut RecoveryReport,
+) -> StorageResult<()> {
+    let reason = format!(
+        "segment {} was not sealed: its data ends at offset {}, before the next segment's base {}",
+        unsealed.base_offset,
+        unsealed.next_offset,
+        later.first().copied().unwrap_or(unsealed.next_offset)
+    );
+    tracing::warn!(segment = %unsealed.log_path.display(), removed_segments = later.len(), %reason, "recovery cut the log after an unsealed segment");
+    for base in &later {
+        remove_segment_files(dir, *base)?;
+    }
+    report.truncation = Some(Truncation {
+        segment_base_offset: unsealed.base_offset,
+        position: unsealed.size_bytes,
+        next_offset: unsealed.next_offset,
+        bytes_after_cut: unsealed.allocated_bytes.saturating_sub(unsealed.size_bytes),
+        reason,
+    });
+    Ok(())
 }
 
 /// Rebuilds a closed segment's indexes by scanning all of it.

@@ -94,18 +94,22 @@ impl PartitionLog {
 
     /// Starts a new segment at the log end unless the active one is empty, so that whatever is
     /// appended next can outlive every segment before it (see [`Self::advance_log_start`]).
+    /// Returns once the closed segment is sealed: everything before the new segment is durable.
     pub async fn roll_now(&self) -> StorageResult<()> {
         let _order = acquire(&self.append_lock).await?;
         self.check_writable()?;
         if self.state.borrow().active().is_empty() {
             return Ok(());
         }
-        self.roll().await
+        self.roll().await?;
+        self.wait_for_seal().await;
+        self.check_writable()
     }
 
     /// Persists `new_start` as the log start, then forgets and deletes the `doomed` segments
     /// (base offset, bytes). Called with the append lock held.
     async fn move_log_start(&self, new_start: Offset, doomed: &[(Offset, u64)]) -> StorageResult<RetentionReport> {
+        self.wait_for_seal().await;
         self.finish_index_writes().await;
         meta_file::write_log_start(&self.dir, new_start)?;
         let files: Vec<_> = {
@@ -133,6 +137,7 @@ impl PartitionLog {
         let _order = acquire(&self.append_lock).await?;
         self.check_writable()?;
         self.finish_preallocation().await;
+        self.wait_for_seal().await;
         self.finish_index_writes().await;
         self.flush(true).await?;
         self.wait_for_sync_idle().await;

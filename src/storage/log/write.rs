@@ -4,7 +4,8 @@
 //! Ordering rule: two writes may be in flight at once only if they touch different pages. A
 //! write that ends on a page boundary (a full buffer) never shares a page with the next one;
 //! a write that ends inside a page (a flush for a sync) does, because the next buffer starts
-//! with a copy of that partial page — so the next write waits for it to complete.
+//! with a copy of that partial page — so the next write waits for it to complete. The first
+//! write of a new segment shares no page with the closed segment's last one.
 //!
 //! `flush_lock` is held only to issue writes and to wait for them; one fdatasync is in flight at
 //! a time (`sync_in_flight`), and appends keep going while it is.
@@ -14,7 +15,7 @@ use std::rc::Rc;
 use glommio::io::DmaBuffer;
 use glommio::task::JoinHandle;
 
-use super::{acquire, PartitionLog};
+use super::{acquire, LogState, PartitionLog};
 use crate::model::Offset;
 use crate::storage::error::{StorageError, StorageResult};
 use crate::storage::segment::PAGE_BYTES;
@@ -31,6 +32,9 @@ pub(super) struct InFlightWrite {
     reusable: Option<Rc<DmaBuffer>>,
     /// Everything below this offset is in the file once the write completes.
     next_offset: Offset,
+    /// The segment written to: after a roll, the closed segment's last writes may still be in
+    /// flight while the next segment's start.
+    pub(super) segment_base: Offset,
     /// File position after the last data byte of the write.
     end_position: u64,
 }
@@ -97,11 +101,14 @@ impl PartitionLog {
             (target, state.active().file.clone(), state.active().log_path.clone())
         };
         // The flush lock is free again: appends and their writes go on during the fdatasync,
-        // which covers at least every write completed above (in this segment: a roll syncs
-        // the old segment before it switches).
+        // which covers at least every write completed above to the active segment (a closed
+        // segment's writes are covered by its seal's sync, waited for below).
         if let Err(e) = file.fdatasync().await {
             return Err(self.poison(StorageError::io("syncing segment", &path, e)));
         }
+        // Data below `target` in a closed segment is durable only once its seal synced it.
+        self.wait_for_seal().await;
+        self.check_writable()?;
         let mut state = self.state.borrow_mut();
         state.stats.syncs += 1;
         state.durable = state.durable.max(target);
@@ -122,18 +129,28 @@ impl PartitionLog {
         self.complete_writes(0).await
     }
 
-    /// Waits until no fdatasync is in flight (for roll and truncation, which hold the append
-    /// lock, so no new sync starts with anything to do).
+    /// Waits until no fdatasync is in flight (for truncation, which holds the append lock, so
+    /// no new sync starts with anything to do).
     pub(super) async fn wait_for_sync_idle(&self) {
         // Bounded: syncs end, and with the append lock held no new data calls for another.
+        self.wait_while(|state| state.sync_in_flight, |state| &mut state.sync_waiters).await
+    }
+
+    /// Waits while `busy` holds, parking on the `waiters` list that whoever ends the busy
+    /// state drains. Callers say why it is bounded.
+    pub(super) async fn wait_while(
+        &self,
+        busy: fn(&LogState) -> bool,
+        waiters: fn(&mut LogState) -> &mut Vec<futures::channel::oneshot::Sender<()>>,
+    ) {
         loop {
             let receiver = {
                 let mut state = self.state.borrow_mut();
-                if !state.sync_in_flight {
+                if !busy(&state) {
                     return;
                 }
                 let (sender, receiver) = futures::channel::oneshot::channel();
-                state.sync_waiters.push(sender);
+                waiters(&mut state).push(sender);
                 receiver
             };
             let _ = receiver.await;
@@ -155,8 +172,12 @@ impl PartitionLog {
         loop {
             let wait = {
                 let state = self.state.borrow();
+                let active_base = state.active().base_offset;
                 state.in_flight.len() >= WRITES_IN_FLIGHT_MAX
-                    || state.in_flight.back().is_some_and(InFlightWrite::ends_mid_page)
+                    || state
+                        .in_flight
+                        .back()
+                        .is_some_and(|write| write.ends_mid_page() && write.segment_base == active_base)
             };
             if !wait {
                 break;
@@ -168,6 +189,7 @@ impl PartitionLog {
             return Ok(());
         }
         let file = state.active().file.clone();
+        let segment_base = state.active().base_offset;
         let end_position = state.write_buffer.end_position();
         state.buffer_sizing.wrote(end_position, std::time::Instant::now());
         let fresh = state.fresh_buffer(&file);
@@ -180,7 +202,13 @@ impl PartitionLog {
                 Err(glommio::GlommioError::IoError(std::io::Error::other("injected write failure")))
             })
             .detach();
-            state.in_flight.push_back(InFlightWrite { task, reusable: None, next_offset, end_position: 0 });
+            state.in_flight.push_back(InFlightWrite {
+                task,
+                reusable: None,
+                next_offset,
+                segment_base,
+                end_position: 0,
+            });
             return Ok(());
         }
         let (task, reusable) = if pending.reusable {
@@ -191,7 +219,13 @@ impl PartitionLog {
             (glommio::spawn_local(async move { file.write_at(pending.buffer, position).await }).detach(), None)
         };
         state.stats.writes += 1;
-        state.in_flight.push_back(InFlightWrite { task, reusable, next_offset, end_position: pending.end_position });
+        state.in_flight.push_back(InFlightWrite {
+            task,
+            reusable,
+            next_offset,
+            segment_base,
+            end_position: pending.end_position,
+        });
         Ok(())
     }
 
@@ -204,7 +238,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    async fn complete_oldest_write(&self) -> StorageResult<()> {
+    pub(super) async fn complete_oldest_write(&self) -> StorageResult<()> {
         let (write, path) = {
             let mut state = self.state.borrow_mut();
             let Some(write) = state.in_flight.pop_front() else {
@@ -223,8 +257,9 @@ impl PartitionLog {
                 state.spare_buffers.push(buffer);
             }
         }
-        let active = state.active_mut();
-        active.written_bytes = active.written_bytes.max(write.end_position);
+        if let Some(segment) = state.segments.get_mut(&write.segment_base) {
+            segment.written_bytes = segment.written_bytes.max(write.end_position);
+        }
         state.written = state.written.max(write.next_offset);
         let written = state.written;
         state.cache.evict(written);
