@@ -107,11 +107,14 @@ impl PartitionLog {
     }
 
     /// Persists `new_start` as the log start, then forgets and deletes the `doomed` segments
-    /// (base offset, bytes). Called with the append lock held.
+    /// (base offset, bytes). Called with the append lock held. The file work (two syncs for the
+    /// log start, unlinks and a directory sync per segment) runs on the executor's blocking
+    /// thread, so the shard's other partitions go on meanwhile.
     async fn move_log_start(&self, new_start: Offset, doomed: &[(Offset, u64)]) -> StorageResult<RetentionReport> {
         self.wait_for_seal().await;
         self.finish_index_writes().await;
-        meta_file::write_log_start(&self.dir, new_start)?;
+        let dir = self.dir.clone();
+        glommio::executor().spawn_blocking(move || meta_file::write_log_start(&dir, new_start)).await?;
         let files: Vec<_> = {
             let mut state = self.state.borrow_mut();
             state.log_start = new_start;
@@ -121,13 +124,16 @@ impl PartitionLog {
         for file in files {
             let _ = file.close_rc().await; // readers may still hold it; they keep it open
         }
-        let mut report = RetentionReport { log_start_offset: new_start, ..RetentionReport::default() };
-        for &(base, bytes) in doomed {
-            remove_segment_files(&self.dir, base)?;
-            report.deleted_segments += 1;
-            report.deleted_bytes += bytes;
-        }
-        Ok(report)
+        let dir = self.dir.clone();
+        let bases: Vec<Offset> = doomed.iter().map(|&(base, _)| base).collect();
+        glommio::executor()
+            .spawn_blocking(move || bases.into_iter().try_for_each(|base| remove_segment_files(&dir, base)))
+            .await?;
+        Ok(RetentionReport {
+            log_start_offset: new_start,
+            deleted_segments: doomed.len(),
+            deleted_bytes: doomed.iter().map(|&(_, bytes)| bytes).sum(),
+        })
     }
 
     /// Removes every batch at or after `offset` (a whole batch when `offset` falls inside it),
