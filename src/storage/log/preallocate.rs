@@ -2,10 +2,10 @@
 //! task of its own, started while a good part of the current allocation is still free, so an
 //! append seldom waits for one.
 //!
-//! Why: a fallocate usually takes 30–60 µs, but one that meets a journal commit takes 2–3 ms
-//! (traced on the development VM at 311 k msgs/s: 40 fallocates in 4 s, five over 0.3 ms),
-//! and an append that waits for it holds the append lock, so every produce to the partition
-//! waits too. Redpanda's segment appender also fallocates ahead of its head.
+//! Why: a fallocate usually takes 30–60 µs, but now and then 2–3 ms, probably waiting for
+//! ext4's journal (traced on the development VM at 311 k msgs/s: 40 fallocates in 4 s, seven
+//! over 0.3 ms), and an append that waits for it holds the append lock, so every produce to
+//! the partition waits too.
 //!
 //! Rules: at most one pre-allocation per log is in flight; it is started, finished and
 //! forgotten only with the append lock held; roll, truncation and close finish it first, so
