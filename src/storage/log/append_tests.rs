@@ -151,7 +151,8 @@ fn appends_at_a_steady_pace_never_wait_for_a_fallocate() {
 /// Guards the sealed segments' index files, written on the blocking thread after the roll
 /// returns: they appear for every closed segment once the writes finish, and a crash before
 /// they were written (simulated by removing them and dropping the log unclosed) loses nothing,
-/// because open rebuilds a closed segment's missing indexes by a scan and keeps it whole.
+/// because open rebuilds a closed segment's missing indexes by a scan, keeps it whole and
+/// writes the indexes back, so the next open does not scan again.
 #[test]
 fn a_rolled_segments_indexes_are_written_after_the_roll_and_rebuilt_if_a_crash_lost_them() {
     run_local(|| async {
@@ -189,6 +190,7 @@ fn a_rolled_segments_indexes_are_written_after_the_roll_and_rebuilt_if_a_crash_l
             (0..240).zip(bases).collect::<Vec<_>>(),
             "every batch, at its offset, through rebuilt indexes"
         );
+        assert_eq!(index_files(".index").len(), reopened.segment_count() - 1, "the rebuilt indexes are written back");
         reopened.close().await.unwrap();
     });
 }

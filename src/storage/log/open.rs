@@ -88,7 +88,7 @@ impl PartitionLog {
         for i in 0..closed_count {
             let mut segment = Segment::open(dir, bases[i]).await?;
             if !segment.load_indexes() {
-                rebuild(&mut segment, &config).await?;
+                let whole = rebuild(&mut segment, &config).await?;
                 let last_closed = i + 1 == closed_count;
                 if last_closed && segment.next_offset < bases[i + 1] {
                     // A crash interrupted this segment's seal (see `roll.rs`): its data ends
@@ -98,9 +98,12 @@ impl PartitionLog {
                     break;
                 }
                 if last_closed && segment.allocated_bytes > segment.size_bytes {
-                    // Whole, but its seal did not finish: finish it (cut, sync, indexes).
+                    // Whole, but its seal did not finish: cut it (the indexes follow).
                     let size = segment.size_bytes;
                     segment.truncate_file(size).await?;
+                }
+                if whole && segment.next_offset == bases[i + 1] {
+                    // So that the next open loads them instead of scanning the segment again.
                     segment.persist_indexes().await?;
                 }
             }
@@ -252,15 +255,16 @@ fn cut_after_unsealed(
     Ok(())
 }
 
-/// Rebuilds a closed segment's indexes by scanning all of it.
-async fn rebuild(segment: &mut Segment, config: &LogConfig) -> StorageResult<()> {
+/// Rebuilds a closed segment's indexes by scanning all of it. Returns whether every batch
+/// checked out (the scan reached the end of the data).
+async fn rebuild(segment: &mut Segment, config: &LogConfig) -> StorageResult<bool> {
     let file_bytes = segment.size_bytes;
     let (_, stop, batches) = rescan(segment, file_bytes, config).await?;
-    if let Some(stop) = stop {
+    if let Some(stop) = &stop {
         tracing::warn!(segment = %segment.log_path.display(), %stop, "closed segment has a bad batch; reads stop before it");
     }
     tracing::info!(segment = %segment.log_path.display(), batches, "rebuilt segment indexes");
-    Ok(())
+    Ok(stop.is_none())
 }
 
 /// Brings the active segment to a known-good end: trusts a matching clean-shutdown marker, or
