@@ -18,7 +18,8 @@
 //! - Recovery: index files are written only after the seal, so a closed segment without them
 //!   may be unsealed; if it is the one before the active segment and its data ends before the
 //!   next segment's base, a crash interrupted its seal: open cuts the log there (`open.rs`).
-//!   Nothing after it was acknowledged as durable, by the second rule.
+//!   Nothing after it was acknowledged as durable, by the second rule. If it holds all its
+//!   batches, open finishes the seal (cut, sync, index files).
 
 use std::path::PathBuf;
 use std::rc::Rc;
