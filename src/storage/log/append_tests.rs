@@ -8,6 +8,7 @@ use super::tests::{open, small_config};
 use crate::model::{LeaderEpoch, Offset, TimestampMs};
 use crate::storage::batch::validate;
 use crate::storage::config::{Durability, LogConfig};
+use crate::storage::segment::segment_file_name;
 use crate::storage::PartitionLog;
 use crate::testing::{batch_tag, make_batch, run_local};
 
@@ -137,7 +138,7 @@ fn appends_at_a_steady_pace_never_wait_for_a_fallocate() {
         assert!(appended_bytes > 4 << 20, "the appends crossed several allocation steps");
         assert!(started_ahead >= 3, "a pre-allocation started ahead of each step ({started_ahead})");
         assert_eq!(log.stats().allocations_waited, 0, "no append waited for a fallocate");
-        let file_bytes = std::fs::metadata(dir.path().join("00000000000000000000.log")).unwrap().len();
+        let file_bytes = std::fs::metadata(dir.path().join(segment_file_name(Offset(0), "log"))).unwrap().len();
         assert!(file_bytes >= appended_bytes, "the file was grown ahead: {file_bytes} < {appended_bytes}");
         log.close().await.unwrap();
         let reopened = open(dir.path(), config, 1 << 20).await;

@@ -51,6 +51,10 @@ impl PartitionLog {
         self.wait_for_seal().await;
         self.finish_index_writes().await;
         self.check_writable()?;
+        // Taken before anything changes: once `sealing` is set, only the seal task clears it.
+        let Some(log) = self.me.upgrade() else {
+            return Err(StorageError::Closed);
+        };
         let sealing = {
             let _flushing = acquire(&self.flush_lock).await?;
             self.issue_write().await?;
@@ -75,12 +79,10 @@ impl PartitionLog {
             state.sealing = true;
             sealing
         };
-        let Some(log) = self.me.upgrade() else {
-            return Err(StorageError::Closed);
-        };
+        let new_base = sealing.next_offset;
         glommio::spawn_local(async move { log.seal(sealing).await }).detach();
         let roll_us = started.elapsed().as_micros() as u64;
-        tracing::debug!(dir = %self.dir.display(), base_offset = %self.state.borrow().next, roll_us, "rolled to a new segment");
+        tracing::debug!(dir = %self.dir.display(), base_offset = %new_base, roll_us, "rolled to a new segment");
         Ok(())
     }
 
