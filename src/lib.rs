@@ -41,7 +41,8 @@
 //!   (`client::GroupConsumer`). Runs over any `futures-io` stream; no runtime types.
 //! - [`runtime`]: the client's glommio glue: TCP connect, the timer, a single-executor runner.
 //! - [`sys`]: kernel-facing helpers both sides use, without a runtime: the non-blocking
-//!   receive of large frames straight into a buffer's spare capacity.
+//!   receive of large frames straight into a buffer's spare capacity, and each thread's wait
+//!   for its CPU (every shard warns when other work on its core holds it up).
 //! - [`cli`]: the `ringmq` subcommands (`serve`, `topic`, `produce`, `consume`, `group`).
 //! - [`testing`]: helpers shared by tests and benchmarks.
 //!

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::actors::rebalance::RebalancePause;
 use crate::args::{Args, KeyMode};
+use crate::cpu_wait::ThreadCpuWait;
 use crate::host::Host;
 use crate::stats::{distribution, summarize, LatencySummary, PercentilePoint, Stats};
 
@@ -131,6 +132,9 @@ pub struct Results {
     pub broker_memory: Option<BrokerMemory>,
     /// `--kill-consumer-after`: how long the killed member's partitions went unconsumed.
     pub rebalance: Option<RebalancePause>,
+    /// Each active thread of the load generator and of the embedded broker: how long it
+    /// waited for its CPU in the measured window, longest first.
+    pub cpu_wait: Vec<ThreadCpuWait>,
     /// "broker connection lost after …", when the run failed.
     pub failure: Option<String>,
 }
@@ -175,6 +179,7 @@ pub fn results(stats: &Stats, windows: Windows, producers: usize, consumers: usi
         errors: stats.errors.clone(),
         broker_memory: None,
         rebalance: None,
+        cpu_wait: Vec::new(),
         failure: None,
     };
     let distributions =
@@ -240,6 +245,25 @@ fn rebalance_line(out: &mut String, pause: &RebalancePause) {
     }
 }
 
+/// At most this many threads in the text report's CPU-wait lines (the JSON has them all).
+const CPU_WAIT_THREADS_SHOWN_MAX: usize = 6;
+
+/// One line per busiest-waiting thread: the threads whose CPU was taken by something else.
+fn cpu_wait_lines(out: &mut String, waits: &[ThreadCpuWait]) {
+    for (index, wait) in waits.iter().take(CPU_WAIT_THREADS_SHOWN_MAX).enumerate() {
+        let _ = writeln!(
+            out,
+            "{:<22} {} {}: waited {:.1} ms ({:.2} % of the window), ran {:.0} ms",
+            if index == 0 { "cpu wait (runnable)" } else { "" },
+            wait.process,
+            wait.thread,
+            wait.waited_ms,
+            wait.waited_percent,
+            wait.ran_ms
+        );
+    }
+}
+
 /// The text report for stdout.
 pub fn format_text(report: &Report) -> String {
     let mut out = String::new();
@@ -297,6 +321,7 @@ pub fn format_text(report: &Report) -> String {
     if let Some(pause) = &r.rebalance {
         rebalance_line(&mut out, pause);
     }
+    cpu_wait_lines(&mut out, &r.cpu_wait);
     if let Some(failure) = &r.failure {
         let _ = writeln!(out, "{:<22} {failure}", "FAILED");
     }

@@ -16,6 +16,7 @@ use crate::actors::group_consumer::{self, GroupSettings};
 use crate::actors::producer::{self, ProducerSettings};
 use crate::actors::{spawn_actor, ActorEnv, ActorPlacement, Clock, Run};
 use crate::args::{Args, ConsumeFrom};
+use crate::cpu_wait::{self, ThreadsSnapshot};
 use crate::embedded::{broker_binary, Broker};
 use crate::report::{self, BrokerMemory, Parameters, Report, TimelinePoint, Windows};
 use crate::stats::summarize;
@@ -79,7 +80,8 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
         };
         set_group_offsets(addr, group_id, &args.topic, start)?;
     }
-    let (mut report, failure) = run_actors(args, addr)?;
+    let broker_pid = broker.as_ref().and_then(Broker::pid);
+    let (mut report, failure) = run_actors(args, addr, broker_pid)?;
     report.results.broker_memory = broker_memory.map(|mut memory| {
         memory.rss_kib_after_run = broker.as_ref().and_then(Broker::rss_kib);
         memory
@@ -185,7 +187,7 @@ fn placement_of(args: &Args, actor: usize) -> ActorPlacement {
 }
 
 /// Starts the actors, prints the progress line each second, joins them, builds the report.
-fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>), String> {
+fn run_actors(args: &Args, addr: SocketAddr, broker_pid: Option<u32>) -> Result<(Report, Option<String>), String> {
     let run = Arc::new(Run::new(Clock::new(), args.messages, args.producers + args.consumers));
     let warmup_ns = u64::try_from(args.warmup.as_nanos()).unwrap_or(u64::MAX);
     let stop_after_ns =
@@ -259,12 +261,25 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
         std::thread::sleep(Duration::from_millis(2));
     }
     let start_ns = run.go();
-    let timeline = progress(args, &run, start_ns, &handles);
+    let mut processes = vec![("loadgen", std::process::id())];
+    processes.extend(broker_pid.map(|pid| ("broker", pid)));
+    let (timeline, window_threads) = progress(args, &run, start_ns, &processes, &handles);
+    let mut actors_at_exit = Vec::new();
     for handle in handles {
-        if handle.join().is_err() {
-            run.fail("an actor thread panicked".to_owned());
+        match handle.join() {
+            Ok(exit) => actors_at_exit.extend(exit.cpu),
+            Err(_) => run.fail("an actor thread panicked".to_owned()),
         }
     }
+    let cpu_wait = match window_threads {
+        Some((before, mut after)) => {
+            for actor in actors_at_exit {
+                after.record_exit(&before, (std::process::id(), actor.tid), actor.stat);
+            }
+            cpu_wait::compare(&before, &after)
+        }
+        None => Vec::new(),
+    };
     let stats = run.stats.snapshot();
     let measure_from = start_ns.saturating_add(warmup_ns);
     let window = |end_ns: u64| end_ns.saturating_sub(measure_from) as f64 / 1e9;
@@ -275,6 +290,7 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
     let (mut results, distributions) = report::results(&stats, windows, args.producers, args.consumers);
     results.rebalance = run.rebalance.summary(start_ns);
     results.open_loop_unsent_messages = args.rate.map(|_| stats.unsent_due_messages);
+    results.cpu_wait = cpu_wait;
     let report = Report {
         tool: "ringmq-loadgen",
         version: env!("CARGO_PKG_VERSION"),
@@ -287,9 +303,30 @@ fn run_actors(args: &Args, addr: SocketAddr) -> Result<(Report, Option<String>),
     Ok((report, run.fatal()))
 }
 
+/// Where `progress` is with the threads' CPU-wait readings.
+enum WindowThreads {
+    NotStarted,
+    Started(ThreadsSnapshot),
+    Read(ThreadsSnapshot, ThreadsSnapshot),
+}
+
 /// Each second until every actor is done: one line on stderr and one timeline point. Every
-/// 10 ms: merges the figures the actors handed off.
-fn progress<T>(args: &Args, run: &Run, start_ns: u64, handles: &[std::thread::JoinHandle<T>]) -> Vec<TimelinePoint> {
+/// 10 ms: merges the figures the actors handed off. Reads the CPU wait of every thread of
+/// `processes` when the measured window starts (after `--warmup`) and when it ends (the
+/// `--duration` is over or a first actor is done); an actor whose thread ended before that
+/// reading hands its own figures back when it is joined (`ActorExit`).
+fn progress<T>(
+    args: &Args,
+    run: &Run,
+    start_ns: u64,
+    processes: &[(&'static str, u32)],
+    handles: &[std::thread::JoinHandle<T>],
+) -> (Vec<TimelinePoint>, Option<(ThreadsSnapshot, ThreadsSnapshot)>) {
+    let measure_from_ns = start_ns.saturating_add(u64::try_from(args.warmup.as_nanos()).unwrap_or(u64::MAX));
+    let window_end_ns = args
+        .measured_duration()
+        .map(|duration| measure_from_ns.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)));
+    let mut window_threads = WindowThreads::NotStarted;
     let mut timeline = Vec::new();
     let mut last = (start_ns, 0u64, 0u64, 0u64, 0u64);
     let mut next_tick = start_ns + PROGRESS_INTERVAL.as_nanos() as u64;
@@ -299,6 +336,18 @@ fn progress<T>(args: &Args, run: &Run, start_ns: u64, handles: &[std::thread::Jo
         // here returns each its spare well before its next hand-off.
         run.stats.merge_handed_off();
         let now = run.clock.now_ns();
+        window_threads = match window_threads {
+            WindowThreads::NotStarted if now >= measure_from_ns && !done => {
+                WindowThreads::Started(ThreadsSnapshot::take(processes))
+            }
+            WindowThreads::Started(before)
+                if window_end_ns.is_some_and(|end| now >= end)
+                    || handles.iter().any(std::thread::JoinHandle::is_finished) =>
+            {
+                WindowThreads::Read(before, ThreadsSnapshot::take(processes))
+            }
+            unchanged => unchanged,
+        };
         if now < next_tick && !done {
             std::thread::sleep(Duration::from_millis(10));
             continue;
@@ -349,7 +398,11 @@ fn progress<T>(args: &Args, run: &Run, start_ns: u64, handles: &[std::thread::Jo
             last = (now, acked, acked_bytes, consumed, consumed_bytes);
         }
         if done {
-            return timeline;
+            let readings = match window_threads {
+                WindowThreads::Read(before, after) => Some((before, after)),
+                _ => None,
+            };
+            return (timeline, readings);
         }
     }
 }

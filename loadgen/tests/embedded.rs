@@ -95,6 +95,32 @@ fn embedded_run_writes_a_json_report_with_throughput_and_no_errors() {
     assert!(report["host"]["cores"].as_u64().unwrap_or(0) >= 1);
 }
 
+/// Guards the CPU-wait lines: a timed run reports the producer's thread and the broker's shard
+/// thread, each with the time it ran and waited in the measured window (when the kernel keeps
+/// per-thread figures at all).
+#[test]
+fn embedded_run_reports_how_long_the_busy_threads_waited_for_their_cpus() {
+    let report = run_embedded(
+        "cpu-wait",
+        &["--duration", "1s", "--rate", "20000", "--broker-arg=--fsync=never", "--broker-arg=--cores=1"],
+    );
+    if !std::path::Path::new("/proc/thread-self/schedstat").exists() {
+        return; // No CONFIG_SCHED_INFO: nothing to report.
+    }
+    let waits = report["results"]["cpu_wait"].as_array().cloned().unwrap_or_default();
+    let find = |process: &str, thread_prefix: &str| {
+        waits.iter().find(|wait| {
+            wait["process"] == process && wait["thread"].as_str().is_some_and(|name| name.starts_with(thread_prefix))
+        })
+    };
+    for (process, thread) in [("loadgen", "producer-0"), ("broker", "ringmq-shard-0")] {
+        let wait = find(process, thread).unwrap_or_else(|| panic!("no {process} {thread} in {waits:?}"));
+        assert!(wait["ran_ms"].as_f64().unwrap_or(0.0) > 0.0, "{wait}");
+        let percent = wait["waited_percent"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&percent), "{wait}");
+    }
+}
+
 /// Idempotent producers at full speed (acks=all turns idempotence on): many pipelined requests
 /// per partition must reach the broker's sequence check in the order they were sent, so no
 /// `OutOfOrderSequence` and no loss or duplicate (every acknowledged message consumed once).

@@ -17,6 +17,7 @@ use super::topics::TopicTable;
 use crate::shard::execute::{apply_retention, apply_topics, execute};
 use crate::shard::mesh::{serve_mesh, MeshMessage, MeshRouter};
 use crate::shard::state::{BrokerSettings, Shard};
+use crate::sys::cpu_wait::{CpuWaitWatch, SchedStat, CPU_WAIT_CHECK_INTERVAL};
 
 /// How often a shard looks at the shutdown flag while it waits for connections.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
@@ -107,6 +108,7 @@ async fn run(listeners: ShardListeners, shared: Shared) -> Result<(), String> {
         }
     })
     .detach();
+    let cpu_wait_task = glommio::spawn_local(watch_cpu_wait(shard.clone())).detach();
 
     let memory = Rc::new(Semaphore::new(shard.settings.shard_memory_bytes as u64));
     // A connection on the shard's own port is served exactly like one on the shared port; only
@@ -129,12 +131,43 @@ async fn run(listeners: ShardListeners, shared: Shared) -> Result<(), String> {
     close_partitions(&shard).await;
     memory.close();
     retention_task.cancel();
+    cpu_wait_task.cancel();
     expire_task.cancel();
     router.fail_pending();
     router.close();
     drop(mesh_task);
     tracing::info!(shard = %id, "shard stopped");
     Ok(())
+}
+
+/// Warns when the shard waited for its CPU (another thread or process ran on its core) for
+/// `CPU_WAIT_WARN_PERCENT` or more of an interval: see `sys::cpu_wait`. Runs on the shard's
+/// thread, which is the one `/proc/thread-self` names.
+async fn watch_cpu_wait(shard: Rc<Shard>) {
+    let mut watch = match SchedStat::of_this_thread() {
+        Ok(first) => CpuWaitWatch::new(first, Instant::now()),
+        Err(error) => {
+            tracing::info!(shard = %shard.id, %error, "no per-thread CPU wait figures; shards will not report waiting for their CPUs");
+            return;
+        }
+    };
+    loop {
+        glommio::timer::sleep(CPU_WAIT_CHECK_INTERVAL).await;
+        if shard.shutting_down.get() {
+            return;
+        }
+        let Ok(stat) = SchedStat::of_this_thread() else { return };
+        if let Some(report) = watch.observe(stat, Instant::now()) {
+            tracing::warn!(
+                shard = %shard.id,
+                waited_ms = report.waited_ms,
+                interval_ms = report.interval_ms,
+                waited_percent = report.waited_percent,
+                ran_ms = report.ran_ms,
+                "shard waited for its CPU while other threads or processes ran on its core; every request to its partitions waited too (leave the broker's cores to it: tuning/README.md, section 14)"
+            );
+        }
+    }
 }
 
 async fn accept_until_shutdown(

@@ -232,15 +232,14 @@ pub struct ActorPlacement {
 
 /// Starts `body` on a new thread with its own executor, placed as `placement` says.
 /// The thread yields `None` only if the executor could not be created (reported as `Err` here).
-pub fn spawn_actor<T, F, Fut>(
+pub fn spawn_actor<F, Fut>(
     name: String,
     placement: ActorPlacement,
     body: F,
-) -> Result<std::thread::JoinHandle<Option<T>>, String>
+) -> Result<std::thread::JoinHandle<ActorExit>, String>
 where
-    T: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T> + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
 {
     let pinning = match placement.cpu {
         Some(cpu) => Placement::Fixed(cpu),
@@ -263,16 +262,41 @@ where
                 }
                 Err(error) => {
                     let _ = sender.send(Err(format!("cannot start the executor of {name}: {error}")));
-                    return None;
+                    return ActorExit { cpu: None };
                 }
             };
-            Some(executor.run(body()))
+            executor.run(body());
+            ActorExit { cpu: ThreadCpu::of_this_thread() }
         })
         .map_err(|error| format!("cannot start a thread: {error}"))?;
     match receiver.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(message)) => Err(message),
         Err(_) => Err("an actor thread died while starting".to_owned()),
+    }
+}
+
+/// What an actor's thread hands back when it ends.
+#[derive(Debug)]
+pub struct ActorExit {
+    /// The thread's CPU figures as it ends (`None` if its executor could not start): its
+    /// thread may be gone before the end of the run reads the others.
+    pub cpu: Option<ThreadCpu>,
+}
+
+/// A thread's id and its CPU figures, read on the thread itself.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadCpu {
+    pub tid: u32,
+    pub stat: ringmq::sys::cpu_wait::SchedStat,
+}
+
+impl ThreadCpu {
+    fn of_this_thread() -> Option<ThreadCpu> {
+        // SAFETY: gettid(2) takes no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        let stat = ringmq::sys::cpu_wait::SchedStat::of_this_thread().ok()?;
+        Some(ThreadCpu { tid: u32::try_from(tid).ok()?, stat })
     }
 }
 
