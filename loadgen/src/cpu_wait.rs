@@ -64,10 +64,11 @@ impl ThreadsSnapshot {
 }
 
 impl ThreadsSnapshot {
-    /// Sets the figures a thread read on itself as it ended (after this snapshot's reading, so
-    /// they cover the whole window), under the name it had at `before`.
+    /// For a thread seen at `before` that had ended by this reading: the figures it read on
+    /// itself as it ended, under the name it had at `before`. A thread this reading saw keeps
+    /// what it saw, the end of the window.
     pub fn record_exit(&mut self, before: &ThreadsSnapshot, key: (u32, u32), stat: SchedStat) {
-        if let Some(seen) = before.threads.get(&key) {
+        if let (Some(seen), false) = (before.threads.get(&key), self.threads.contains_key(&key)) {
             self.threads.insert(key, SeenThread { process: seen.process, name: seen.name.clone(), stat });
         }
     }
@@ -159,15 +160,16 @@ mod tests {
     #[test]
     fn an_ended_thread_counts_with_its_figures_at_exit() {
         let start = Instant::now();
-        let before = snapshot(start, &[((1, 2), "loadgen", "producer-0", 100, 10)]);
-        let mut after = snapshot(start + Duration::from_secs(1), &[]);
-        assert!(compare(&before, &after).is_empty());
+        let before =
+            snapshot(start, &[((1, 2), "loadgen", "producer-0", 100, 10), ((1, 4), "loadgen", "consumer-0", 100, 10)]);
+        let mut after = snapshot(start + Duration::from_secs(1), &[((1, 4), "loadgen", "consumer-0", 300, 30)]);
+        assert_eq!(compare(&before, &after).len(), 1, "only the consumer is still there");
         let at_exit = SchedStat { run_ns: 600_000_000, wait_ns: 60_000_000, timeslices: 0 };
         after.record_exit(&before, (1, 2), at_exit);
         after.record_exit(&before, (1, 3), at_exit); // never seen at the start: ignored
-        let waits = compare(&before, &after);
-        assert_eq!(waits.len(), 1);
-        assert_eq!((waits[0].thread.as_str(), waits[0].ran_ms, waits[0].waited_ms), ("producer-0", 500.0, 50.0));
+        after.record_exit(&before, (1, 4), at_exit); // seen at the end: keeps the end's figures
+        let rows: Vec<_> = compare(&before, &after).iter().map(|w| (w.thread.clone(), w.ran_ms, w.waited_ms)).collect();
+        assert_eq!(rows, [("producer-0".to_owned(), 500.0, 50.0), ("consumer-0".to_owned(), 200.0, 20.0)]);
     }
 
     /// The real files: this process's threads can be read, by name.

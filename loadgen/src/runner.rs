@@ -314,7 +314,7 @@ enum WindowThreads {
 /// 10 ms: merges the figures the actors handed off. Reads the CPU wait of every thread of
 /// `processes` when the measured window starts (after `--warmup`) and when it ends (the
 /// `--duration` is over or a first actor is done); an actor whose thread ended before that
-/// reading hands its own figures back when it is joined (`ActorExit`).
+/// reading counts with the figures it read on itself as it ended (`ActorExit`).
 fn progress<T>(
     args: &Args,
     run: &Run,

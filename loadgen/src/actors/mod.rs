@@ -230,8 +230,9 @@ pub struct ActorPlacement {
     pub spin_before_park: Option<Duration>,
 }
 
-/// Starts `body` on a new thread with its own executor, placed as `placement` says.
-/// The thread yields `None` only if the executor could not be created (reported as `Err` here).
+/// Starts `body` on a new thread with its own executor, placed as `placement` says. The
+/// thread hands back its CPU figures as it ends (none if the executor could not be created,
+/// which is reported as `Err` here).
 pub fn spawn_actor<F, Fut>(
     name: String,
     placement: ActorPlacement,
