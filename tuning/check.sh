@@ -447,6 +447,42 @@ check_damon() {
     fi
 }
 
+# How long a task that wakes on a busy broker core can keep it: a CPU-bound task in user space
+# runs until it blocks or a scheduler tick ends its slice, so up to one tick period (4 ms at
+# 250 Hz); with no preemption of kernel code, a kernel thread's pass runs to its end
+# (README 14; PERF.md, "What else runs on the CPUs").
+check_tick() {
+    local config="" hz mode="" v
+    if [ -r /proc/config.gz ] && command -v zcat >/dev/null 2>&1; then
+        config=$(zcat /proc/config.gz 2>/dev/null || true)
+    elif [ -r "/boot/config-$(uname -r)" ]; then
+        config=$(cat "/boot/config-$(uname -r)")
+    fi
+    hz=$(printf '%s\n' "$config" | sed -n 's/^CONFIG_HZ=\([0-9][0-9]*\)$/\1/p')
+    if v=$(readf /sys/kernel/debug/sched/preempt 2>/dev/null); then
+        mode=$(printf '%s' "$v" | sed -n 's/.*(\([a-z]*\)).*/\1/p')
+    fi
+    if [ -z "$mode" ]; then
+        mode=$(tr ' ' '\n' < /proc/cmdline 2>/dev/null | sed -n 's/^preempt=//p')
+    fi
+    if [ -z "$mode" ]; then
+        case "$config" in
+            *CONFIG_PREEMPT_NONE=y*) mode=none ;;
+            *CONFIG_PREEMPT_VOLUNTARY=y*) mode=voluntary ;;
+            *CONFIG_PREEMPT_LAZY=y*) mode=lazy ;;
+            *CONFIG_PREEMPT=y*) mode=full ;;
+        esac
+    fi
+    if [ -z "$hz" ]; then
+        report PASS tick "kernel config not readable (no /proc/config.gz or /boot/config-$(uname -r)); preemption ${mode:-unknown}"
+    elif [ "$hz" -lt 1000 ]; then
+        report WARN tick "HZ=$hz, preemption ${mode:-unknown}: a task waking on a busy broker core can keep it up to $((1000 / hz)) ms" \
+            "keep other work off the broker's cores (README 14); a HZ=1000 kernel bounds such runs near 1 ms"
+    else
+        report PASS tick "HZ=$hz, preemption ${mode:-unknown}"
+    fi
+}
+
 check_numa() {
     local n=0 d
     for d in /sys/devices/system/node/node[0-9]*; do [ -d "$d" ] && n=$((n + 1)); done
@@ -500,6 +536,7 @@ check_governor
 check_thp
 check_swappiness
 check_damon
+check_tick
 check_clocksource
 check_numa
 check_irqbalance
