@@ -142,7 +142,8 @@ async fn run(listeners: ShardListeners, shared: Shared) -> Result<(), String> {
 
 /// Warns when the shard waited for its CPU (another thread or process ran on its core) for
 /// `CPU_WAIT_WARN_PERCENT` or more of an interval: see `sys::cpu_wait`. Runs on the shard's
-/// thread, which is the one `/proc/thread-self` names.
+/// thread, which is the one `/proc/thread-self` names; the read is a procfs file of one line,
+/// answered from memory, every 10 s.
 async fn watch_cpu_wait(shard: Rc<Shard>) {
     let mut watch = match SchedStat::of_this_thread() {
         Ok(first) => CpuWaitWatch::new(first, Instant::now()),
