@@ -7,6 +7,7 @@ use std::path::Path;
 use super::tests::{open, small_config};
 use crate::model::{LeaderEpoch, Offset, TimestampMs};
 use crate::storage::config::{Durability, LogConfig};
+use crate::storage::error::StorageError;
 use crate::storage::segment::segment_file_name;
 use crate::storage::PartitionLog;
 use crate::testing::{make_batch, run_local};
@@ -154,5 +155,34 @@ fn recovery_finishes_the_seal_of_a_whole_unsealed_segment() {
         assert_eq!(file_len(dir.path(), Offset(0), "log"), Some(size), "cut to its data size");
         assert!(file_len(dir.path(), Offset(0), "index").is_some(), "indexes written");
         log.close().await.unwrap();
+    });
+}
+
+/// Guards the error of a failed write to a closed segment: after a roll the closed segment's
+/// last write is still in flight, and when it fails, the poisoned log names that segment's
+/// file, not the active one's.
+#[test]
+fn a_failed_write_of_the_closed_segment_names_its_file() {
+    run_local(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { durability: Durability::Never, ..small_config() };
+        let log = open(dir.path(), config, 1 << 20).await;
+        let batch_bytes = make_batch(0, 1, 900, TimestampMs(1000)).len() as u64;
+        let mut tag = 0;
+        // Bounded: small segments roll within a few hundred appends.
+        while !log.state.borrow().should_roll(batch_bytes, log.config.segment_bytes, None) {
+            log.append(make_batch(tag, 1, 900, TimestampMs(1000)), LeaderEpoch(1)).await.unwrap();
+            tag += 1;
+            assert!(tag < 1000, "no roll due after 1000 appends");
+        }
+        // The next write issued is the roll's last write to the closed segment.
+        log.state.borrow_mut().inject_write_failure = true;
+        log.append(make_batch(tag, 1, 900, TimestampMs(1000)), LeaderEpoch(1)).await.unwrap();
+        log.wait_for_seal().await;
+        let refused = log.append(make_batch(tag + 1, 1, 900, TimestampMs(1000)), LeaderEpoch(1)).await;
+        let Err(StorageError::Poisoned { cause, .. }) = refused else {
+            panic!("the failed write poisons the log: {refused:?}");
+        };
+        assert!(cause.contains(&segment_file_name(Offset(0), "log")), "names the closed segment: {cause}");
     });
 }

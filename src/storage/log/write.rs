@@ -244,7 +244,10 @@ impl PartitionLog {
             let Some(write) = state.in_flight.pop_front() else {
                 return Ok(());
             };
-            (write, state.active().log_path.clone())
+            // The file written to: after a roll, the closed segment's, not the active one's.
+            let segment = state.segments.get(&write.segment_base).unwrap_or_else(|| state.active());
+            let path = segment.log_path.clone();
+            (write, path)
         };
         match write.task.await {
             Some(Ok(_)) => {}
