@@ -64,6 +64,14 @@ impl Pacer {
         due.saturating_sub(self.issued.max(first_in_window))
     }
 
+    /// At a producer's stop (`stop_ns`: the end of the run, or the moment it was told to
+    /// stop): the messages intended for the measured window from `from_ns` and never sent. The
+    /// last `pace_ns` before the stop is left out: a producer on schedule sends at most once
+    /// per pace, so what came due then was waiting for its next send, not behind the rate.
+    pub fn unsent_at_stop(&self, from_ns: Nanos, stop_ns: Nanos, pace_ns: Nanos) -> u64 {
+        self.unsent_due(from_ns, stop_ns.saturating_sub(pace_ns))
+    }
+
     #[cfg(test)]
     pub fn issued(&self) -> u64 {
         self.issued
@@ -115,6 +123,23 @@ mod tests {
         assert_eq!(pacer.unsent_due(11 * ms, 10 * ms), 0, "an empty window");
         while pacer.take_due(10 * ms).is_some() {}
         assert_eq!(pacer.unsent_due(0, 10 * ms), 0, "caught up");
+    }
+
+    /// Guards the stop's count against a false alarm: a producer that kept its schedule up to
+    /// its last pace is not behind, one that stalled before it is, by what it missed.
+    #[test]
+    fn unsent_at_stop_leaves_out_the_last_pace() {
+        let mut pacer = Pacer::new(0, 1_000.0); // one per ms
+        let ms = 1_000_000;
+        // On schedule: the last send at 8 ms, the stop at 10 ms, a 3 ms pace.
+        while pacer.take_due(8 * ms).is_some() {}
+        assert_eq!(pacer.unsent_due(0, 10 * ms), 2, "9 and 10 ms were due");
+        assert_eq!(pacer.unsent_at_stop(0, 10 * ms, 3 * ms), 0, "but within the last pace");
+        // Stalled since 4 ms: 5, 6 and 7 ms were due before the last pace.
+        let mut stalled = Pacer::new(0, 1_000.0);
+        while stalled.take_due(4 * ms).is_some() {}
+        assert_eq!(stalled.unsent_at_stop(0, 10 * ms, 3 * ms), 3);
+        assert_eq!(stalled.unsent_at_stop(0, 2 * ms, 3 * ms), 0, "a stop within the first pace");
     }
 
     /// A rate that does not divide a second does not drift: 3 per second gives 3 per second

@@ -217,7 +217,9 @@ pub async fn run(env: ActorEnv, settings: ProducerSettings) {
         let now = run.clock.ns_at(now_instant);
         if state.should_stop(start_ns, now) {
             if let Some(pacer) = &pacer {
-                state.local.unsent_due_messages += pacer.unsent_due(state.measure_from_ns, now);
+                let stop_ns = settings.stop_after_ns.map_or(now, |after| now.min(start_ns + after));
+                let pace_ns = settings.pace.as_nanos() as u64;
+                state.local.unsent_due_messages += pacer.unsent_at_stop(state.measure_from_ns, stop_ns, pace_ns);
             }
             break;
         }
