@@ -264,6 +264,18 @@ fn cpu_wait_lines(out: &mut String, waits: &[ThreadCpuWait]) {
     }
 }
 
+/// Messages the open loop still owed at its stop are worth a warning from
+/// [`FELL_BEHIND_MS_MIN`] of the rate on: less is the lag of one late wake-up, which the
+/// send-lag line already shows (the JSON keeps every count).
+const FELL_BEHIND_MS_MIN: f64 = 1.0;
+
+fn fell_behind(unsent_messages: u64, rate_msgs_per_s: Option<f64>) -> bool {
+    match rate_msgs_per_s {
+        Some(rate) if rate > 0.0 => unsent_messages as f64 * 1_000.0 / rate >= FELL_BEHIND_MS_MIN,
+        _ => unsent_messages > 0,
+    }
+}
+
 /// The text report for stdout.
 pub fn format_text(report: &Report) -> String {
     let mut out = String::new();
@@ -293,7 +305,7 @@ pub fn format_text(report: &Report) -> String {
     if let Some(lag) = &r.send_lag {
         latency_line(&mut out, "loadgen send lag", lag);
     }
-    if let Some(unsent) = r.open_loop_unsent_messages.filter(|&unsent| unsent > 0) {
+    if let Some(unsent) = r.open_loop_unsent_messages.filter(|&unsent| fell_behind(unsent, p.rate_msgs_per_s)) {
         let _ = writeln!(
             out,
             "{:<22} {unsent} messages came due in the measured window and were never sent: the producers \
@@ -370,15 +382,20 @@ mod tests {
 
     /// Guards the shortfall line: an open loop that fell behind its rate says so, with the
     /// count, even when no message of the measured window was sent (0 samples); one that kept
-    /// up, and a closed loop, print nothing.
+    /// up, or owed less than a millisecond of its rate at the stop, and a closed loop, print
+    /// nothing.
     #[test]
     fn text_report_says_when_an_open_loop_fell_behind() {
         let report_with = |unsent: Option<u64>| {
             let (mut results, distributions) =
                 results(&Stats::default(), Windows { produce_s: 3.0, consume_s: 0.0 }, 1, 0);
             results.open_loop_unsent_messages = unsent;
-            Report { results, distributions, ..report() }
+            let mut report = Report { results, distributions, ..report() };
+            report.parameters.rate_msgs_per_s = Some(200_000.0);
+            report
         };
+        assert!(format_text(&report_with(Some(200))).contains("OPEN LOOP FELL BEHIND  200 messages"));
+        assert!(!format_text(&report_with(Some(199))).contains("FELL BEHIND"), "under 1 ms of the rate");
         let text = format_text(&report_with(Some(1_234)));
         assert!(text.contains("OPEN LOOP FELL BEHIND  1234 messages came due"), "{text}");
         assert!(!format_text(&report_with(Some(0))).contains("FELL BEHIND"));
