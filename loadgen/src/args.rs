@@ -252,7 +252,9 @@ pub struct Args {
     pub cpus: Option<CpuList>,
     /// Microseconds an idle actor polls for its socket and timers before its thread sleeps
     /// (as the broker's flag of the same name). A sleeping thread takes tens of µs to wake on a
-    /// VM; polling costs a whole CPU, so use it with --cpus on CPUs the broker does not use.
+    /// VM. A polling thread yields its CPU to any other runnable thread between two polls, so
+    /// it pays on a CPU of its own or on one it shares with a polling broker shard
+    /// (--broker-arg=--spin-before-park-us=N with --cpus on the shard's CPU), not beside busy work.
     #[arg(long, default_value_t = 0)]
     pub spin_before_park_us: u64,
     /// Open loop: the shortest wait of a producer between two sends, in µs. Messages that come

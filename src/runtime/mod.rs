@@ -205,4 +205,68 @@ mod tests {
             "only {in_place_bytes} of {frame_bytes} bytes were received in place"
         );
     }
+
+    /// Guards `vendor/glommio` patch 5: an executor that polls while idle (`spin_before_park`)
+    /// lets another runnable thread of its CPU run between two polls, instead of holding the
+    /// CPU until the scheduler takes it away. That is what lets a polling shard and a polling
+    /// client share one CPU (PERF.md, "Polling executors that take turns"). The kernel's
+    /// figures for both threads over 300 ms of idling: a polling loop that never yields gets
+    /// its fair half of the CPU beside a busy thread (the two are never blocked), one that
+    /// yields runs a sliver of it. Bounded: 300 ms of idling; the busy thread stops at a flag,
+    /// or after 10 s.
+    #[test]
+    fn a_polling_executor_leaves_its_cpu_to_a_busy_thread() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::Instant;
+
+        use crate::sys::cpu_wait::SchedStat;
+
+        if SchedStat::of_this_thread().is_err() {
+            eprintln!("no /proc/thread-self/schedstat on this kernel (CONFIG_SCHED_INFO): skipped");
+            return;
+        }
+        let Some(cpu) = crate::testing::first_allowed_cpu() else {
+            eprintln!("sched_getaffinity failed: skipped");
+            return;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
+        let busy = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                assert!(crate::testing::pin_this_thread_to(cpu), "pin the busy thread to CPU {cpu}");
+                // SAFETY: gettid has no arguments and cannot fail.
+                let _ = tid_sender.send(unsafe { libc::gettid() });
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        let busy_stat = format!("/proc/self/task/{}/schedstat", tid_receiver.recv().expect("the busy thread's id"));
+        let (executor_ran, busy_ran) = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
+            .spin_before_park(Duration::from_secs(10))
+            .io_memory(CLIENT_IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let read_both = || {
+                    let busy = SchedStat::read(std::path::Path::new(&busy_stat)).expect("the busy thread's schedstat");
+                    (SchedStat::of_this_thread().expect("own schedstat"), busy)
+                };
+                let (own_before, busy_before) = read_both();
+                glommio::timer::sleep(Duration::from_millis(300)).await;
+                let (own_after, busy_after) = read_both();
+                (own_after.since(&own_before).run_ns, busy_after.since(&busy_before).run_ns)
+            })
+            .expect("start a pinned executor")
+            .join()
+            .expect("the executor thread");
+        stop.store(true, Ordering::Relaxed);
+        busy.join().expect("the busy thread");
+        assert!(busy_ran > 0, "the busy thread ran on CPU {cpu}");
+        assert!(
+            executor_ran * 4 < busy_ran,
+            "the idle polling executor ran {executor_ran} ns beside a busy thread that ran {busy_ran} ns"
+        );
+    }
 }

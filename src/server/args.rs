@@ -55,7 +55,9 @@ pub struct ServeArgs {
     pub shard_memory_bytes: usize,
     /// Microseconds an idle shard spins before it parks its thread. A parked shard takes tens of
     /// microseconds to wake for a request from another core; spinning trades CPU for that
-    /// latency (0: park at once, best when the broker shares its cores).
+    /// latency. A spinning shard yields its CPU to any other runnable thread between two
+    /// polls, so it can share a CPU with a client that polls too; beside a busy process it gains
+    /// little (0: park at once).
     #[arg(long, default_value_t = 0)]
     pub spin_before_park_us: u64,
     /// A consumer-group member that sends no heartbeat for this long is removed and its

@@ -185,7 +185,7 @@ mod tests {
             eprintln!("no /proc/thread-self/schedstat on this kernel (CONFIG_SCHED_INFO): skipped");
             return;
         };
-        let cpu = pin_to_one_cpu();
+        let cpu = crate::testing::first_allowed_cpu().filter(|&cpu| crate::testing::pin_this_thread_to(cpu));
         let spin = || {
             let until = Instant::now() + Duration::from_millis(300);
             while Instant::now() < until {
@@ -194,7 +194,7 @@ mod tests {
         };
         let rival = std::thread::spawn(move || {
             if let Some(cpu) = cpu {
-                pin_to(cpu);
+                crate::testing::pin_this_thread_to(cpu);
             }
             spin();
         });
@@ -204,28 +204,6 @@ mod tests {
         assert!(delta.run_ns > 0);
         if cpu.is_some() {
             assert!(delta.wait_ns > 0, "two spinning threads on one CPU: {delta:?}");
-        }
-    }
-
-    /// Pins the calling thread to the first CPU it may use; that CPU, if pinning worked.
-    fn pin_to_one_cpu() -> Option<usize> {
-        // SAFETY: `set` is a plain bit set owned by this frame; sched_getaffinity writes at most
-        // `size_of::<cpu_set_t>()` bytes into it.
-        let allowed = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0).then_some(set)
-        }?;
-        // SAFETY: CPU_ISSET reads the bit set above, for an index below CPU_SETSIZE.
-        let cpu = (0..libc::CPU_SETSIZE as usize).find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })?;
-        pin_to(cpu).then_some(cpu)
-    }
-
-    fn pin_to(cpu: usize) -> bool {
-        // SAFETY: `set` is a plain bit set owned by this frame, passed with its exact size.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
         }
     }
 }

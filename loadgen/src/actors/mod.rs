@@ -225,8 +225,9 @@ pub struct ActorPlacement {
     /// The CPU the actor's thread is pinned to [`None`: the kernel chooses].
     pub cpu: Option<usize>,
     /// How long the idle executor polls its ring before it sleeps [`None`: sleep at once].
-    /// Polling saves the wake-up of a sleeping thread (tens of µs on a VM) and costs the
-    /// whole CPU, so it only pays on a CPU of its own.
+    /// Polling saves the wake-up of a sleeping thread (tens of µs on a VM). The polling
+    /// executor yields to any other runnable thread of its CPU between two polls, so it pays on
+    /// a CPU of its own or one shared with another polling executor, not beside busy work.
     pub spin_before_park: Option<Duration>,
 }
 

@@ -1503,6 +1503,13 @@ impl LocalExecutor {
                                     .expect("Failed to park! This is actually pretty bad!");
                                 break;
                             }
+                            // ringmq patch: a spinning executor lets any other runnable
+                            // thread of its CPU run between two polls. Alone on its CPU
+                            // this is one cheap system call; sharing it (say with a
+                            // client that polls too) the two take turns at every idle
+                            // poll instead of at the end of a scheduler slice, which left
+                            // the other side's work waiting milliseconds.
+                            std::thread::yield_now();
                         }
                         // reset the timer for deduct spin loop time
                         pre_time = Instant::now();
