@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use ringmq::sys::cpu_wait::SchedStat;
 
+use crate::cpu_steal::{self, CpuSteal};
+
 /// Threads that neither ran nor waited this long in the window are left out of the report.
 const THREAD_ACTIVE_MS_MIN: f64 = 1.0;
 
@@ -30,12 +32,14 @@ pub struct ThreadCpuWait {
     pub waited_percent: f64,
 }
 
-/// Every thread of some processes, read at one moment.
+/// Every thread of some processes, and the host's stolen time per CPU, read at one moment.
 #[derive(Debug)]
 pub struct ThreadsSnapshot {
     at: Instant,
     /// By (pid, tid).
     threads: BTreeMap<(u32, u32), SeenThread>,
+    /// Cumulative, by CPU.
+    stolen_ms: BTreeMap<usize, f64>,
 }
 
 #[derive(Debug)]
@@ -59,7 +63,7 @@ impl ThreadsSnapshot {
                 threads.insert((pid, tid), SeenThread { process: label, name: thread_name(&dir), stat });
             }
         }
-        ThreadsSnapshot { at: Instant::now(), threads }
+        ThreadsSnapshot { at: Instant::now(), threads, stolen_ms: cpu_steal::read_stolen_ms() }
     }
 }
 
@@ -78,10 +82,19 @@ fn thread_name(task_dir: &Path) -> String {
     std::fs::read_to_string(task_dir.join("comm")).map(|name| name.trim_end().to_owned()).unwrap_or_default()
 }
 
+fn window_ms(before: &ThreadsSnapshot, after: &ThreadsSnapshot) -> f64 {
+    after.at.saturating_duration_since(before.at).as_secs_f64() * 1e3
+}
+
+/// The CPUs the host took time from between the two readings, most first.
+pub fn compare_steal(before: &ThreadsSnapshot, after: &ThreadsSnapshot) -> Vec<CpuSteal> {
+    cpu_steal::compare(&before.stolen_ms, &after.stolen_ms, window_ms(before, after))
+}
+
 /// The threads present at both moments that ran or waited at least [`THREAD_ACTIVE_MS_MIN`],
 /// longest wait first.
 pub fn compare(before: &ThreadsSnapshot, after: &ThreadsSnapshot) -> Vec<ThreadCpuWait> {
-    let window_ms = after.at.saturating_duration_since(before.at).as_secs_f64() * 1e3;
+    let window_ms = window_ms(before, after);
     let mut waits: Vec<ThreadCpuWait> = after
         .threads
         .iter()
@@ -123,6 +136,7 @@ mod tests {
                     (key, SeenThread { process, name: name.to_owned(), stat })
                 })
                 .collect(),
+            stolen_ms: BTreeMap::new(),
         }
     }
 

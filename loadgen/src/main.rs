@@ -12,6 +12,7 @@
 
 mod actors;
 mod args;
+mod cpu_steal;
 mod cpu_wait;
 mod embedded;
 mod host;

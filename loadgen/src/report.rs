@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::actors::rebalance::RebalancePause;
 use crate::args::{Args, KeyMode};
+use crate::cpu_steal::CpuSteal;
 use crate::cpu_wait::ThreadCpuWait;
 use crate::host::Host;
 use crate::stats::{distribution, summarize, LatencySummary, PercentilePoint, Stats};
@@ -135,6 +136,9 @@ pub struct Results {
     /// Each active thread of the load generator and of the embedded broker: how long it
     /// waited for its CPU in the measured window, longest first.
     pub cpu_wait: Vec<ThreadCpuWait>,
+    /// Each CPU of the machine the host (hypervisor) kept from the guest in the measured
+    /// window, most first; empty on bare metal or when none was taken.
+    pub cpu_steal: Vec<CpuSteal>,
     /// "broker connection lost after …", when the run failed.
     pub failure: Option<String>,
 }
@@ -180,6 +184,7 @@ pub fn results(stats: &Stats, windows: Windows, producers: usize, consumers: usi
         broker_memory: None,
         rebalance: None,
         cpu_wait: Vec::new(),
+        cpu_steal: Vec::new(),
         failure: None,
     };
     let distributions =
@@ -243,6 +248,23 @@ fn rebalance_line(out: &mut String, pause: &RebalancePause) {
             let _ = writeln!(out, "; never consumed again: {}", never.join(", "));
         }
     }
+}
+
+/// At most this many CPUs in the text report's steal line (the JSON has them all).
+const CPU_STEAL_CPUS_SHOWN_MAX: usize = 8;
+
+/// One line: the CPUs the host took time from, most first; "none" when the window was read
+/// and no CPU lost time.
+fn cpu_steal_line(out: &mut String, steals: &[CpuSteal]) {
+    let shown: Vec<String> = steals
+        .iter()
+        .take(CPU_STEAL_CPUS_SHOWN_MAX)
+        .map(|steal| {
+            format!("cpu {}: {:.0} ms ({:.2} % of the window)", steal.cpu, steal.stolen_ms, steal.stolen_percent)
+        })
+        .collect();
+    let text = if shown.is_empty() { "none".to_owned() } else { shown.join(", ") };
+    let _ = writeln!(out, "{:<22} {text}", "cpu steal (host)");
 }
 
 /// At most this many threads in the text report's CPU-wait lines (the JSON has them all).
@@ -334,6 +356,9 @@ pub fn format_text(report: &Report) -> String {
         rebalance_line(&mut out, pause);
     }
     cpu_wait_lines(&mut out, &r.cpu_wait);
+    if !r.cpu_wait.is_empty() {
+        cpu_steal_line(&mut out, &r.cpu_steal);
+    }
     if let Some(failure) = &r.failure {
         let _ = writeln!(out, "{:<22} {failure}", "FAILED");
     }
@@ -427,6 +452,34 @@ mod tests {
         assert!(json["results"]["produce_ack_latency"]["p99_9_us"].as_f64().unwrap() > 0.0);
         assert!(json["distributions"]["end_to_end"].as_array().unwrap().len() > 10);
         assert_eq!(json["timeline"][0]["produced_msgs_per_s"], 500.0);
+    }
+
+    /// Guards the steal line: shown with the CPU-wait lines (the window was read), the CPUs
+    /// that lost time to the host with their share, or "none"; the JSON keeps the list.
+    #[test]
+    fn text_report_says_which_cpus_the_host_took() {
+        let wait = ThreadCpuWait {
+            process: "broker",
+            thread: "ringmq-shard-0-".to_owned(),
+            ran_ms: 3_000.0,
+            waited_ms: 10.0,
+            waited_percent: 0.17,
+        };
+        let with = |waits: Vec<ThreadCpuWait>, steals: Vec<CpuSteal>| {
+            let mut report = report();
+            report.results.cpu_wait = waits;
+            report.results.cpu_steal = steals;
+            report
+        };
+        let stolen = CpuSteal { cpu: 1, stolen_ms: 20.0, stolen_percent: 0.33 };
+        let text = format_text(&with(vec![wait.clone()], vec![stolen.clone()]));
+        assert!(text.contains("cpu steal (host)       cpu 1: 20 ms (0.33 % of the window)"), "{text}");
+        let text = format_text(&with(vec![wait], Vec::new()));
+        assert!(text.contains("cpu steal (host)       none"), "{text}");
+        assert!(!format_text(&with(Vec::new(), Vec::new())).contains("cpu steal"), "no window read");
+        let json = serde_json::to_value(with(Vec::new(), vec![stolen])).unwrap();
+        assert_eq!(json["results"]["cpu_steal"][0]["cpu"], 1);
+        assert_eq!(json["results"]["cpu_steal"][0]["stolen_ms"], 20.0);
     }
 
     #[test]

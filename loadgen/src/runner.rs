@@ -271,14 +271,14 @@ fn run_actors(args: &Args, addr: SocketAddr, broker_pid: Option<u32>) -> Result<
             Err(_) => run.fail("an actor thread panicked".to_owned()),
         }
     }
-    let cpu_wait = match window_threads {
+    let (cpu_wait, cpu_steal) = match window_threads {
         Some((before, mut after)) => {
             for actor in actors_at_exit {
                 after.record_exit(&before, (std::process::id(), actor.tid), actor.stat);
             }
-            cpu_wait::compare(&before, &after)
+            (cpu_wait::compare(&before, &after), cpu_wait::compare_steal(&before, &after))
         }
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let stats = run.stats.snapshot();
     let measure_from = start_ns.saturating_add(warmup_ns);
@@ -291,6 +291,7 @@ fn run_actors(args: &Args, addr: SocketAddr, broker_pid: Option<u32>) -> Result<
     results.rebalance = run.rebalance.summary(start_ns);
     results.open_loop_unsent_messages = args.rate.map(|_| stats.unsent_due_messages);
     results.cpu_wait = cpu_wait;
+    results.cpu_steal = cpu_steal;
     let report = Report {
         tool: "ringmq-loadgen",
         version: env!("CARGO_PKG_VERSION"),

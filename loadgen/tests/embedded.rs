@@ -119,6 +119,7 @@ fn embedded_run_reports_how_long_the_busy_threads_waited_for_their_cpus() {
         let percent = wait["waited_percent"].as_f64().unwrap_or(-1.0);
         assert!((0.0..=100.0).contains(&percent), "{wait}");
     }
+    assert!(report["results"]["cpu_steal"].is_array(), "the host's stolen time per CPU, maybe none");
 }
 
 /// Idempotent producers at full speed (acks=all turns idempotence on): many pipelined requests
