@@ -141,10 +141,15 @@ fn recovery_finishes_the_seal_of_a_whole_unsealed_segment() {
         let size = log.state.borrow().segments[&Offset(0)].size_bytes;
         log.append(make_batch(next_tag, 1, 900, TimestampMs(1000)), LeaderEpoch(1)).await.unwrap();
         let end = log.log_end_offset();
+        // A crash leaves nothing running: let the seal's index files (written on a blocking
+        // thread) land before they are removed below. Without this the removal found nothing
+        // (they had not landed yet), and when they landed before the reopen read them, the
+        // reopened log saw a finished seal and did not cut the file (a flake seen in CI).
+        log.finish_index_writes().await;
         drop(log);
         // The crash came after the last write, before the cut and the index files.
         for extension in ["index", "timeindex"] {
-            let _ = std::fs::remove_file(dir.path().join(segment_file_name(Offset(0), extension)));
+            std::fs::remove_file(dir.path().join(segment_file_name(Offset(0), extension))).expect("the seal wrote it");
         }
         let path = dir.path().join(segment_file_name(Offset(0), "log"));
         std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(size + (64 << 10)).unwrap();
