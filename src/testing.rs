@@ -48,18 +48,6 @@ pub fn batch_tag(batch: &[u8]) -> Option<u64> {
     tag
 }
 
-/// The first CPU the calling thread may run on, if the kernel says.
-pub fn first_allowed_cpu() -> Option<usize> {
-    // SAFETY: `set` is a plain bit set owned by this frame; sched_getaffinity writes at most
-    // `size_of::<cpu_set_t>()` bytes into it.
-    let allowed = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0).then_some(set)
-    }?;
-    // SAFETY: CPU_ISSET reads the bit set above, for an index below CPU_SETSIZE.
-    (0..libc::CPU_SETSIZE as usize).find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })
-}
-
 /// Pins the calling thread to `cpu`; whether the kernel accepted it.
 pub fn pin_this_thread_to(cpu: usize) -> bool {
     // SAFETY: `set` is a plain bit set owned by this frame, passed with its exact size.

@@ -226,8 +226,8 @@ mod tests {
             eprintln!("no /proc/thread-self/schedstat on this kernel (CONFIG_SCHED_INFO): skipped");
             return;
         }
-        let Some(cpu) = crate::testing::first_allowed_cpu() else {
-            eprintln!("sched_getaffinity failed: skipped");
+        let Some(&cpu) = crate::server::startup::usable_cpus().first() else {
+            eprintln!("no usable CPU reported: skipped");
             return;
         };
         let stop = Arc::new(AtomicBool::new(false));

@@ -185,7 +185,10 @@ mod tests {
             eprintln!("no /proc/thread-self/schedstat on this kernel (CONFIG_SCHED_INFO): skipped");
             return;
         };
-        let cpu = crate::testing::first_allowed_cpu().filter(|&cpu| crate::testing::pin_this_thread_to(cpu));
+        let cpu = crate::server::startup::usable_cpus()
+            .first()
+            .copied()
+            .filter(|&cpu| crate::testing::pin_this_thread_to(cpu));
         let spin = || {
             let until = Instant::now() + Duration::from_millis(300);
             while Instant::now() < until {
